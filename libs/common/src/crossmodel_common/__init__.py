@@ -1,0 +1,1 @@
+"""Shared plumbing for every CrossModel service: settings, logging, telemetry, gRPC, Kafka, money."""

@@ -1,0 +1,393 @@
+"""Kafka helpers: a producer that never drops an event, and an idempotent-consumer loop.
+
+Producer: `publish()` only enqueues (the hot path never waits for Kafka). A background task
+writes each batch to a spool segment on local disk (fsync), then sends it; a segment is deleted
+only once the broker acknowledged every record in it. While the broker is unreachable segments
+accumulate and are replayed in order when it returns, and on start-up anything left by a
+previous run is replayed. Replays can duplicate records; consumers are idempotent.
+
+Consumer: trace context and x-request-id come from the record headers, so each record is
+processed in a CONSUMER span that continues the producer's trace. Offsets are committed only
+after the handler's effect is durable. Records that can never be processed (undecodable,
+invalid) go to a dead-letter topic instead of blocking the partition; other failures are
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from crossmodel_common.context import REQUEST_ID_HEADER, bind_request_id, reset_request_id
+from crossmodel_common.logging import get_logger
+
+log = get_logger(__name__)
+_tracer = trace.get_tracer("crossmodel.kafka")
+
+Headers = list[tuple[str, bytes]]
+
+
+def trace_headers(request_id: str) -> Headers:
+    """W3C trace context of the current span plus x-request-id, as Kafka headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    headers = [(k, v.encode()) for k, v in carrier.items()]
+    headers.append((REQUEST_ID_HEADER, request_id.encode()))
+    return headers
+
+
+@dataclass(slots=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers = field(default_factory=list)
+
+
+# Spool frame: u32 total length, then u16 topic len, topic, u32 key len, key, u32 value len,
+# value, u16 header count, then per header u16 name len, name, u32 value len, value.
+def _encode_frame(rec: OutgoingRecord) -> bytes:
+    parts = [struct.pack(">H", len(rec.topic.encode())), rec.topic.encode()]
+    parts += [struct.pack(">I", len(rec.key)), rec.key, struct.pack(">I", len(rec.value)), rec.value]
+    parts.append(struct.pack(">H", len(rec.headers)))
+    for name, value in rec.headers:
+        parts += [struct.pack(">H", len(name.encode())), name.encode(), struct.pack(">I", len(value)), value]
+    body = b"".join(parts)
+    return struct.pack(">I", len(body)) + body
+
+
+class _Reader:
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.pos = 0
+
+    def num(self, fmt: str) -> int:
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return int(value)
+
+    def take(self, n: int) -> bytes:
+        out = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+
+def _decode_frames(data: bytes) -> list[OutgoingRecord]:
+    out: list[OutgoingRecord] = []
+    pos = 0
+    while pos + 4 <= len(data):
+        (size,) = struct.unpack_from(">I", data, pos)
+        if pos + 4 + size > len(data):
+            break  # a torn last frame from a crash mid-write: it was never sent
+        r = _Reader(memoryview(data)[pos + 4 : pos + 4 + size])
+        topic = r.take(r.num(">H")).decode()
+        key = r.take(r.num(">I"))
+        value = r.take(r.num(">I"))
+        headers = []
+        for _ in range(r.num(">H")):
+            name = r.take(r.num(">H")).decode()
+            headers.append((name, r.take(r.num(">I"))))
+        out.append(OutgoingRecord(topic, key, value, headers))
+        pos += 4 + size
+    return out
+
+
+class SpooledProducer:
+    """Asynchronous, batched, durable event producer (see module docstring)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        spool_dir: str | Path,
+        *,
+        client_id: str = "crossmodel",
+        enable_idempotence: bool = False,
+        max_batch: int = 500,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._spool = Path(spool_dir)
+        self._client_id = client_id
+        self._idempotence = enable_idempotence
+        self._max_batch = max_batch
+        self._retry = retry_seconds
+        self._queue: asyncio.Queue[OutgoingRecord] = asyncio.Queue()
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self._closing = False
+        self.sent = 0
+
+    def publish(self, record: OutgoingRecord) -> None:
+        """Enqueue; never blocks and never raises on broker trouble."""
+        self._queue.put_nowait(record)
+
+    @property
+    def pending_segments(self) -> int:
+        return len(self._segments())
+
+    def _segments(self) -> list[Path]:
+        return sorted(self._spool.glob("*.spool"))
+
+    async def start(self) -> None:
+        self._spool.mkdir(parents=True, exist_ok=True)
+        existing = self._segments()
+        self._seq = int(existing[-1].stem) + 1 if existing else 0
+        self._task = asyncio.create_task(self._run(), name="usage-producer")
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=self._idempotence,
+                linger_ms=5,
+                request_timeout_ms=10_000,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    def _write_segment(self, records: Sequence[OutgoingRecord]) -> Path:
+        path = self._spool / f"{self._seq:020d}.spool"
+        self._seq += 1
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(b"".join(_encode_frame(r) for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    async def _send_segment(self, path: Path) -> None:
+        records = _decode_frames(await asyncio.to_thread(path.read_bytes))
+        producer = await self._ensure_producer()
+        futures = [await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in records]
+        await asyncio.gather(*futures)
+        await asyncio.to_thread(path.unlink)
+        self.sent += len(records)
+
+    async def _drain_spool(self) -> bool:
+        """Send every segment in order; False when the broker failed (segments kept)."""
+        for path in self._segments():
+            try:
+                await self._send_segment(path)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning(
+                    "kafka unavailable, events kept in spool", error=str(exc), segments=len(self._segments())
+                )
+                await self._reset_producer()
+                return False
+        return True
+
+    async def _reset_producer(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    def _take_batch(self) -> list[OutgoingRecord]:
+        batch: list[OutgoingRecord] = []
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        healthy = await self._drain_spool()
+        while True:
+            if healthy:
+                first = await self._queue.get()
+                batch = [first, *self._take_batch()]
+            else:
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), self._retry)
+                    batch = [first, *self._take_batch()]
+                except TimeoutError:
+                    batch = []
+            if batch:
+                await asyncio.to_thread(self._write_segment, batch)
+            healthy = await self._drain_spool()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Spool whatever is still queued, try once more to send, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        batch = self._take_batch()
+        while batch:
+            self._write_segment(batch)
+            batch = self._take_batch()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(self._drain_spool(), timeout)
+        await self._reset_producer()
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a record that can never be processed: it goes to the DLQ."""
+
+
+Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
+    for k, v in record.headers or ():
+        if k == name:
+            return bytes(v).decode(errors="replace")
+    return ""
+
+
+class IdempotentConsumer:
+    """Consume `topic` as `group`, one CONSUMER span per record in the producer's trace,
+    committing after each processed batch. Handlers must be idempotent."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        handler: Handler,
+        *,
+        dlq_topic: str,
+        max_records: int = 200,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self._handler = handler
+        self.dlq_topic = dlq_topic
+        self._max_records = max_records
+        self._backoff = retry_backoff
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+        self.dead_lettered = 0
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            # A new group starts from the beginning of the topic: usage that was produced before
+            # this consumer group existed must still be billed (consumers are idempotent).
+            auto_offset_reset="earliest",
+            max_poll_records=self._max_records,
+        )
+        self._dlq = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+        await self._consumer.start()
+        await self._dlq.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume-{self.topic}")
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        carrier = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+        ctx = propagate.extract(carrier)
+        token = bind_request_id(_header(record, REQUEST_ID_HEADER))
+        attempt = 0
+        try:
+            with _tracer.start_as_current_span(
+                f"{self.topic} process",
+                context=ctx,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": self.topic,
+                    "messaging.consumer.group.name": self.group,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                },
+            ) as span:
+                while True:
+                    try:
+                        await self._handler(record)
+                        self.processed += 1
+                        return
+                    except PoisonMessage as exc:
+                        span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+                        await self._dead_letter(record, str(exc))
+                        return
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - transient: retry, never skip
+                        attempt += 1
+                        log.warning(
+                            "handler failed, retrying",
+                            error=repr(exc),
+                            attempt=attempt,
+                            topic=self.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                        )
+                        await asyncio.sleep(min(self._backoff * 2 ** min(attempt, 6), 30))
+        finally:
+            reset_request_id(token)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        assert self._dlq is not None
+        headers = [
+            *(record.headers or ()),
+            ("crossmodel-dlq-reason", reason.encode()[:1000]),
+            ("crossmodel-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await self._dlq.send_and_wait(self.dlq_topic, value=record.value, key=record.key, headers=headers)
+        self.dead_lettered += 1
+        log.error(
+            "record dead-lettered",
+            reason=reason,
+            dlq=self.dlq_topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            self.ready.set()
+            if not batches:
+                continue
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    await self._process(record)
+                    offsets[tp] = record.offset + 1
+            await consumer.commit(offsets)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._dlq is not None:
+            await self._dlq.stop()
+
+
+def header_value(record: Any, name: str) -> str:
+    return str(_header(record, name))

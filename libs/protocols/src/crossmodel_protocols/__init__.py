@@ -1,0 +1,1 @@
+"""Canonical model and protocol codecs. Pure: no I/O, no services."""
