@@ -1,0 +1,457 @@
+"""The canonical model every codec translates to and from.
+
+One request shape, one response shape and one stream-event vocabulary that can carry everything
+OpenAI Chat Completions, OpenAI Responses, Anthropic Messages and Gemini express: text, system
+prompts, multi-turn, tools (parallel calls, streamed arguments), images (base64 and URL),
+reasoning with signatures / encrypted content, stop reasons and usage with cached and reasoning
+tokens, and the end-user id.
+
+Conventions (codecs convert at the boundary, never the router):
+
+- Content is a list of parts on a message. A message's role is `user`, `assistant` or `tool`.
+  System and developer instructions live in `Request.system` (in order), not in `messages`.
+- Tool results are `ToolResultPart`s inside `tool`-role messages (OpenAI shape). Anthropic
+  ingress splits a user message that mixes `tool_result` blocks and text into a `tool` message
+  followed by a `user` message; the Anthropic provider codec merges them back.
+- Tool-call arguments are the JSON text exactly as produced (`arguments: str`), never re-parsed
+  on the way through, so streamed fragments concatenate to the same bytes.
+- `Usage.input_tokens` counts every prompt token, cached reads and cache writes included;
+  `Usage.output_tokens` counts every completion token, reasoning included (OpenAI's convention).
+  Anthropic's `input_tokens` excludes cache reads/writes: its codecs add/subtract them.
+- A stream is a sequence of `StreamEvent`s: `StreamStart`, then content blocks (each
+  `BlockStart`, deltas for its index, `BlockStop`), then `StreamFinish`, with `UsageUpdate`
+  anywhere (cumulative: the latest one wins). Block indices count from 0 in order of first
+  appearance; producers open blocks one at a time where the upstream allows it. Renderers may
+  receive a delta for a block without a preceding `BlockStart` only if the producer cannot know
+  it (never, for the codecs in this package).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+# --------------------------------------------------------------------------------------------
+# Protocol identifiers and errors
+
+
+class Protocol(enum.StrEnum):
+    """Wire protocols (ingress and provider). The values are the names in usage events."""
+
+    OPENAI_CHAT = "openai.chat"
+    OPENAI_RESPONSES = "openai.responses"
+    ANTHROPIC_MESSAGES = "anthropic.messages"
+    GEMINI = "gemini.generate_content"
+
+
+class ErrorKind(enum.StrEnum):
+    """Mirrors `crossmodel.router.v1.ErrorKind` (names without the prefix)."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    UPSTREAM_RATE_LIMITED = "UPSTREAM_RATE_LIMITED"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
+    UPSTREAM_TIMEOUT = "UPSTREAM_TIMEOUT"
+    UPSTREAM_OVERLOADED = "UPSTREAM_OVERLOADED"
+    UPSTREAM_AUTH = "UPSTREAM_AUTH"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    INTERNAL = "INTERNAL"
+    UPSTREAM_INVALID_REQUEST = "UPSTREAM_INVALID_REQUEST"
+
+
+class ProtocolError(Exception):
+    """A failure a codec detected, with what the client needs to fix or understand it."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str, *, param: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(ProtocolError):
+    """The client body is malformed: `param` names the offending field (dotted path with
+    indices, e.g. `messages[2].content[0].image_url.url`)."""
+
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class RequestTooLarge(ProtocolError):
+    kind = ErrorKind.REQUEST_TOO_LARGE
+
+
+class UpstreamProtocolError(ProtocolError):
+    """The upstream answered something its own protocol does not allow."""
+
+    kind = ErrorKind.UPSTREAM_ERROR
+
+
+# --------------------------------------------------------------------------------------------
+# Content parts
+
+
+@dataclass(slots=True)
+class CacheControl:
+    """Anthropic prompt-caching breakpoint (`{"type": "ephemeral", "ttl": "5m"}`)."""
+
+    type: str = "ephemeral"
+    ttl: str | None = None
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    cache_control: CacheControl | None = None
+    # Anthropic citations / OpenAI annotations, kept verbatim for same-protocol round trips.
+    annotations: list[dict[str, Any]] | None = None
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """Exactly one of `url` (http(s) URL) or `data` (base64, no `data:` prefix) is set."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None  # "image/png" ...; required with `data`
+    detail: str | None = None  # OpenAI "low" | "high" | "auto"
+    cache_control: CacheControl | None = None
+    type: Literal["image"] = "image"
+
+
+@dataclass(slots=True)
+class FilePart:
+    """A document (PDF, text) as base64 data, URL or a provider file id."""
+
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    cache_control: CacheControl | None = None
+    type: Literal["file"] = "file"
+
+
+@dataclass(slots=True)
+class ReasoningPart:
+    """Model reasoning. `text` is the visible thinking (Anthropic `thinking`, DeepSeek
+    `reasoning_content`, Responses reasoning summary text). `signature` (Anthropic) and
+    `encrypted_content` (Responses) must round-trip unchanged to the same vendor; `redacted_data`
+    is Anthropic's `redacted_thinking.data`. `provider` names the vendor protocol the opaque
+    fields belong to, so a codec drops opaque fields it cannot send to another vendor."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted_data: str | None = None
+    encrypted_content: str | None = None
+    item_id: str | None = None  # Responses reasoning item id
+    summary: list[str] | None = None  # Responses summary parts, when not merged into text
+    provider: Protocol | None = None
+    type: Literal["reasoning"] = "reasoning"
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    """An assistant's call of a function tool. `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str = ""
+    item_id: str | None = None  # Responses function_call item id (`fc_…`) when it differs from id
+    cache_control: CacheControl | None = None
+    type: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(slots=True)
+class ToolResultPart:
+    """The result of a tool call, in a `tool`-role message."""
+
+    tool_call_id: str
+    content: list[TextPart | ImagePart | FilePart] = field(default_factory=list)
+    is_error: bool = False
+    name: str | None = None  # Gemini functionResponse needs the function name
+    cache_control: CacheControl | None = None
+    type: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(slots=True)
+class RefusalPart:
+    """OpenAI `refusal`: the model declined; rendered as text where a protocol has no refusal."""
+
+    text: str
+    type: Literal["refusal"] = "refusal"
+
+
+Part: TypeAlias = (
+    TextPart | ImagePart | FilePart | ReasoningPart | ToolCallPart | ToolResultPart | RefusalPart
+)
+
+Role: TypeAlias = Literal["user", "assistant", "tool"]
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[Part]
+    name: str | None = None  # OpenAI participant name
+
+
+@dataclass(slots=True)
+class SystemPart:
+    """One system/developer instruction block, in order."""
+
+    text: str
+    role: Literal["system", "developer"] = "system"
+    cache_control: CacheControl | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Tools and options
+
+
+@dataclass(slots=True)
+class Tool:
+    """A function tool. `parameters` is a JSON Schema object. `kind` other than "function"
+    carries a vendor built-in tool verbatim in `raw` (e.g. Anthropic `web_search_20250305`,
+    Responses `web_search`), forwarded only to that vendor's protocol."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+    cache_control: CacheControl | None = None
+    kind: str = "function"
+    raw: dict[str, Any] | None = None
+    raw_protocol: Protocol | None = None
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """`auto`: model decides; `none`: no tool; `required`: some tool (Anthropic `any`);
+    `tool`: exactly `name`."""
+
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+    # Anthropic `disable_parallel_tool_use`; OpenAI `parallel_tool_calls=false` maps here too.
+    disable_parallel: bool | None = None
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    """`text`, `json_object` (JSON mode) or `json_schema` (structured output)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+@dataclass(slots=True)
+class ReasoningConfig:
+    """Requested reasoning. `effort` (OpenAI/Gemini style: minimal|low|medium|high) and
+    `budget_tokens` (Anthropic/Gemini thinking budget) are both kept; each provider codec maps
+    whichever it has to its own field. `enabled=False` asks for no thinking where a vendor allows
+    turning it off."""
+
+    enabled: bool = True
+    effort: str | None = None
+    budget_tokens: int | None = None
+    summary: str | None = None  # Responses `reasoning.summary`: auto|concise|detailed
+    include_encrypted: bool = False  # Responses `include: ["reasoning.encrypted_content"]`
+
+
+# --------------------------------------------------------------------------------------------
+# Request
+
+
+@dataclass(slots=True)
+class Request:
+    model: str
+    messages: list[Message]
+    system: list[SystemPart] = field(default_factory=list)
+    stream: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    reasoning: ReasoningConfig | None = None
+    # OpenAI `safety_identifier` (else legacy `user`), Anthropic `metadata.user_id`,
+    # forwarded to each vendor in its own field and recorded in the usage event.
+    end_user: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    # The client asked the gateway for usage inside the stream (OpenAI
+    # `stream_options.include_usage`); upstream usage is requested regardless.
+    include_usage: bool = False
+    # Responses-only state that other protocols ignore.
+    previous_response_id: str | None = None
+    store: bool | None = None
+    instructions_from_previous: bool = False
+    # Anthropic beta flags / version, forwarded to Anthropic only.
+    anthropic_beta: list[str] = field(default_factory=list)
+    # Fields of the ingress protocol the canonical model has no slot for, forwarded verbatim
+    # only to a provider speaking the same protocol family (e.g. `logprobs` to OpenAI).
+    extra: dict[str, Any] = field(default_factory=dict)
+    ingress: Protocol = Protocol.OPENAI_CHAT
+    # The parsed client body: lets same-protocol fast paths forward it without re-rendering.
+    raw: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Response
+
+
+class FinishReason(enum.StrEnum):
+    """Why generation stopped. Protocol names map as:
+    OpenAI chat stop/length/tool_calls/content_filter; Anthropic end_turn/max_tokens/
+    stop_sequence/tool_use/pause_turn/refusal; Gemini STOP/MAX_TOKENS/SAFETY/...;
+    Responses status completed / incomplete(max_output_tokens|content_filter)."""
+
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    STOP_SEQUENCE = "stop_sequence"
+    TOOL_USE = "tool_use"
+    CONTENT_FILTER = "content_filter"
+    PAUSE_TURN = "pause_turn"
+    REFUSAL = "refusal"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class Response:
+    id: str
+    model: str
+    content: list[Part]
+    finish_reason: FinishReason | None
+    usage: Usage | None
+    created: int = 0  # unix seconds
+    stop_sequence: str | None = None
+    system_fingerprint: str | None = None
+    upstream_request_id: str | None = None
+    service_tier: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Stream events
+
+
+@dataclass(slots=True)
+class StreamStart:
+    id: str
+    model: str
+    created: int = 0
+    usage: Usage | None = None  # Anthropic message_start carries input usage up front
+    system_fingerprint: str | None = None
+    upstream_request_id: str | None = None
+    kind: Literal["start"] = "start"
+
+
+@dataclass(slots=True)
+class BlockStart:
+    """A content block opens. `part` is an empty TextPart / ReasoningPart / RefusalPart or a
+    ToolCallPart with `id` and `name` set and `arguments` empty (or its first fragment)."""
+
+    index: int
+    part: Part
+    kind: Literal["block_start"] = "block_start"
+
+
+@dataclass(slots=True)
+class TextDelta:
+    index: int
+    text: str
+    kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(slots=True)
+class RefusalDelta:
+    index: int
+    text: str
+    kind: Literal["refusal_delta"] = "refusal_delta"
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """Thinking text, or (Anthropic `signature_delta`) the block's signature, or (Responses)
+    its encrypted content."""
+
+    index: int
+    text: str = ""
+    signature: str | None = None
+    encrypted_content: str | None = None
+    kind: Literal["reasoning_delta"] = "reasoning_delta"
+
+
+@dataclass(slots=True)
+class ToolArgumentsDelta:
+    index: int
+    arguments: str
+    kind: Literal["tool_arguments_delta"] = "tool_arguments_delta"
+
+
+@dataclass(slots=True)
+class BlockStop:
+    index: int
+    kind: Literal["block_stop"] = "block_stop"
+
+
+@dataclass(slots=True)
+class StreamFinish:
+    finish_reason: FinishReason
+    stop_sequence: str | None = None
+    kind: Literal["finish"] = "finish"
+
+
+@dataclass(slots=True)
+class UsageUpdate:
+    """Cumulative usage so far (the latest one wins)."""
+
+    usage: Usage
+    kind: Literal["usage"] = "usage"
+
+
+@dataclass(slots=True)
+class StreamError:
+    """The upstream reported an error inside a stream that had started."""
+
+    error_kind: ErrorKind
+    message: str
+    upstream_type: str | None = None
+    kind: Literal["error"] = "error"
+
+
+StreamEvent: TypeAlias = (
+    StreamStart
+    | BlockStart
+    | TextDelta
+    | RefusalDelta
+    | ReasoningDelta
+    | ToolArgumentsDelta
+    | BlockStop
+    | StreamFinish
+    | UsageUpdate
+    | StreamError
+)

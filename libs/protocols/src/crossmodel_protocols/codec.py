@@ -1,0 +1,112 @@
+"""The interfaces every codec implements, so the router drives any ingress protocol against any
+provider protocol the same way:
+
+    request = ingress.parse_request(body, headers)            # client bytes -> canonical
+    up = provider.build_request(request, upstream_model, key)  # canonical -> upstream HTTP request
+    # non-stream:
+    response = provider.parse_response(upstream_body)          # upstream bytes -> canonical
+    client_bytes = ingress.render_response(response, request)  # canonical -> client bytes
+    # stream:
+    parser, renderer = provider.stream_parser(), ingress.stream_renderer(request)
+    for raw in upstream: for ev in parser.feed(raw): out(renderer.render(ev))
+    for ev in parser.close(): out(renderer.render(ev)); out(renderer.close())
+
+Codecs are pure: no I/O, no clocks they need for correctness (ids and `created` come from the
+upstream or the caller), no service imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
+
+from crossmodel_protocols.canonical import (
+    ErrorKind,
+    Protocol,
+    Request,
+    Response,
+    StreamEvent,
+)
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """An HTTP request toward a provider. `path` (with any query string) is appended to the
+    deployment's base URL, which ends before it (e.g. `https://api.openai.com/v1`)."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    method: str = "POST"
+
+
+@dataclass(slots=True)
+class UpstreamError:
+    """An upstream HTTP error (or in-body error) mapped to our error kinds."""
+
+    kind: ErrorKind
+    message: str
+    status: int = 0
+    upstream_type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    retry_after_ms: int = 0
+
+
+class StreamRenderer(TypingProtocol):
+    """Renders canonical stream events as the client's protocol bytes (SSE framed)."""
+
+    content_type: str
+
+    def render(self, event: StreamEvent) -> bytes:
+        """Bytes to send now for this event; b"" when it emits nothing (yet)."""
+        ...
+
+    def close(self) -> bytes:
+        """Bytes that end a stream that finished normally (e.g. the usage chunk and
+        `data: [DONE]`, or `message_delta` + `message_stop`)."""
+        ...
+
+    def render_error(self, kind: ErrorKind, message: str, *, param: str = "", code: str = "") -> bytes:
+        """The protocol's in-stream error, ending a stream that already sent bytes."""
+        ...
+
+
+class IngressCodec(TypingProtocol):
+    protocol: Protocol
+
+    def parse_request(self, body: bytes, headers: Mapping[str, str]) -> Request:
+        """Parse and validate; raises `InvalidRequest` naming the field."""
+        ...
+
+    def render_response(self, response: Response, request: Request) -> bytes:
+        """The complete non-stream JSON body."""
+        ...
+
+    def stream_renderer(self, request: Request) -> StreamRenderer: ...
+
+
+class StreamParser(TypingProtocol):
+    """Turns an upstream stream (raw bytes, as they arrive) into canonical events."""
+
+    def feed(self, data: bytes) -> list[StreamEvent]: ...
+
+    def close(self) -> list[StreamEvent]:
+        """At the end of the upstream stream: flush, and close blocks the upstream left open."""
+        ...
+
+
+class ProviderCodec(TypingProtocol):
+    protocol: Protocol
+
+    def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
+        """Always asks the upstream for usage (in streams too)."""
+        ...
+
+    def parse_response(self, body: bytes) -> Response: ...
+
+    def stream_parser(self) -> StreamParser: ...
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError: ...
