@@ -1,0 +1,183 @@
+"""Field checks for ingress codecs. Every failure raises `InvalidRequest` whose `param` is the
+dotted path of the field (`messages[1].content[0].text`) and whose message reads like the
+vendors' own (OpenAI: "Invalid type for 'x': expected a string, but got an integer instead.")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from crossmodel_protocols.canonical import InvalidRequest
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def load_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or InvalidRequest."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request: {e}. Send valid JSON.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            f"Invalid type for the request body: expected an object, but got {type_name(data)} instead.",
+            code="invalid_type",
+        )
+    return data
+
+
+def missing(param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def wrong_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def invalid_value(
+    param: str, value: Any, allowed: Iterable[str] | None = None, why: str = ""
+) -> InvalidRequest:
+    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+    msg = f"Invalid value for '{param}': '{shown}'."
+    if allowed is not None:
+        opts = [f"'{a}'" for a in allowed]
+        listed = ", ".join(opts[:-1]) + f", and {opts[-1]}" if len(opts) > 1 else opts[0]
+        msg = f"Invalid value for '{param}': '{shown}'. Supported values are: {listed}."
+    if why:
+        msg = f"Invalid value for '{param}': {why}"
+    return InvalidRequest(msg, param=param, code="invalid_value")
+
+
+def req_str(obj: dict[str, Any], key: str, path: str) -> str:
+    if key not in obj or obj[key] is None:
+        raise missing(path)
+    v = obj[key]
+    if not isinstance(v, str):
+        raise wrong_type(path, "a string", v)
+    return v
+
+
+def opt_str(obj: dict[str, Any], key: str, path: str) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise wrong_type(path, "a string", v)
+    return v
+
+
+def opt_bool(obj: dict[str, Any], key: str, path: str) -> bool | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, bool):
+        raise wrong_type(path, "a boolean", v)
+    return v
+
+
+def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = None) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise wrong_type(path, "an integer", v)
+    if minimum is not None and v < minimum:
+        raise invalid_value(
+            path, v, why=f"integer below minimum value. Expected a value >= {minimum}, but got {v} instead."
+        )
+    return v
+
+
+def opt_number(
+    obj: dict[str, Any], key: str, path: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise wrong_type(path, "a number", v)
+    if minimum is not None and v < minimum:
+        raise invalid_value(
+            path, v, why=f"number below minimum value. Expected a value >= {minimum:g}, but got {v} instead."
+        )
+    if maximum is not None and v > maximum:
+        raise invalid_value(
+            path, v, why=f"number above maximum value. Expected a value <= {maximum:g}, but got {v} instead."
+        )
+    return float(v)
+
+
+def opt_object(obj: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise wrong_type(path, "an object", v)
+    return v
+
+
+def opt_list(obj: dict[str, Any], key: str, path: str) -> list[Any] | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        raise wrong_type(path, "an array", v)
+    return v
+
+
+def as_object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise wrong_type(path, "an object", value)
+    return value
+
+
+def str_map(obj: dict[str, Any], key: str, path: str) -> dict[str, str]:
+    v = opt_object(obj, key, path)
+    if not v:
+        return {}
+    for k, item in v.items():
+        if not isinstance(item, str):
+            raise wrong_type(f"{path}.{k}", "a string", item)
+    return dict(v)
+
+
+def parse_data_url(url: str, path: str) -> tuple[str, str]:
+    """`data:image/png;base64,AAAA` -> ("image/png", "AAAA")."""
+    head, sep, data = url.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise invalid_value(
+            path,
+            url[:48],
+            why="expected a base64 data URL ('data:<media type>;base64,<data>') or an http(s) URL.",
+        )
+    return head[5:-7], data

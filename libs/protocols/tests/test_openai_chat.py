@@ -1,0 +1,574 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from crossmodel_protocols.canonical import (
+    BlockStart,
+    BlockStop,
+    ErrorKind,
+    FinishReason,
+    ImagePart,
+    InvalidRequest,
+    Message,
+    ReasoningConfig,
+    ReasoningDelta,
+    ReasoningPart,
+    Request,
+    Response,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    SystemPart,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolArgumentsDelta,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+    Usage,
+    UsageUpdate,
+)
+from crossmodel_protocols.openai_chat import (
+    ChatIngress,
+    ChatPassthrough,
+    ChatProvider,
+    ChatStreamParser,
+    Dialect,
+    passthrough_body,
+    passthrough_response,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden(name: str) -> bytes:
+    return (GOLDEN / name).read_bytes()
+
+
+def parse(body: dict[str, Any]) -> Request:
+    return ChatIngress().parse_request(orjson.dumps(body), {})
+
+
+def feed_in_pieces(parser: ChatStreamParser, wire: bytes, size: int) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for i in range(0, len(wire), size):
+        events.extend(parser.feed(wire[i : i + size]))
+    events.extend(parser.close())
+    return events
+
+
+def render_all(request: Request, events: list[StreamEvent]) -> bytes:
+    renderer = ChatIngress().stream_renderer(request)
+    return b"".join(renderer.render(e) for e in events) + renderer.close()
+
+
+# ------------------------------------------------------------------------------ ingress parse
+
+
+def test_parse_full_request() -> None:
+    req = parse(
+        {
+            "model": "openai/gpt-4.1",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Use metric."}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Weather here?"},
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
+                        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "reasoning_content": "They want weather.",
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "wx", "arguments": '{"c":"P"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_completion_tokens": 100,
+            "temperature": 0.5,
+            "stop": "END",
+            "tools": [{"type": "function", "function": {"name": "wx", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "wx"}},
+            "parallel_tool_calls": False,
+            "response_format": {"type": "json_object"},
+            "reasoning_effort": "low",
+            "safety_identifier": "user-7",
+            "user": "legacy",
+            "logprobs": True,
+        }
+    )
+    assert req.model == "openai/gpt-4.1"
+    assert req.system == [SystemPart("Be brief."), SystemPart("Use metric.", role="developer")]
+    assert req.messages[0] == Message(
+        "user",
+        [
+            TextPart("Weather here?"),
+            ImagePart(url="https://x.test/a.png", detail="low"),
+            ImagePart(data="AAAA", media_type="image/jpeg"),
+        ],
+    )
+    assert req.messages[1] == Message(
+        "assistant", [ReasoningPart("They want weather."), ToolCallPart("call_1", "wx", '{"c":"P"}')]
+    )
+    assert req.messages[2] == Message("tool", [ToolResultPart("call_1", [TextPart("sunny")])])
+    assert req.stream
+    assert req.include_usage
+    assert req.max_tokens == 100
+    assert req.temperature == 0.5
+    assert req.stop == ["END"]
+    assert req.tools == [Tool("wx", parameters={"type": "object"})]
+    assert req.tool_choice == ToolChoice("tool", "wx", disable_parallel=True)
+    assert req.response_format is not None
+    assert req.response_format.type == "json_object"
+    assert req.reasoning == ReasoningConfig(effort="low")
+    assert req.end_user == "user-7"  # safety_identifier wins over the legacy user field
+    assert req.extra == {"logprobs": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model", "missing_required_parameter"),
+        ({"model": 3, "messages": []}, "model", "invalid_type"),
+        ({"model": "m"}, "messages", "missing_required_parameter"),
+        ({"model": "m", "messages": []}, "messages", "empty_array"),
+        ({"model": "m", "messages": "hi"}, "messages", "invalid_type"),
+        (
+            {"model": "m", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+            "invalid_value",
+        ),
+        ({"model": "m", "messages": [{"content": "x"}]}, "messages[0].role", "missing_required_parameter"),
+        ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "invalid_type"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+            "missing_required_parameter",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}
+                ],
+            },
+            "messages[0].content[0].image_url.url",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+            "messages[0].tool_call_id",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3},
+            "temperature",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+            "temperature",
+            "invalid_type",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+            "max_tokens",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+            "stream",
+            "invalid_type",
+        ),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n", "unsupported_value"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5},
+            "stop",
+            "array_above_max_length",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "stream_options": {"include_usage": True},
+            },
+            "stream_options",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "maybe"},
+            "tool_choice",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+            "tools[0].function",
+            "missing_required_parameter",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "xml"},
+            },
+            "response_format.type",
+            "invalid_value",
+        ),
+    ],
+)
+def test_invalid_requests_name_the_field(body: dict[str, Any], param: str, code: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse(body)
+    assert err.value.param == param
+    assert err.value.code == code
+    assert err.value.kind is ErrorKind.INVALID_REQUEST
+    assert f"'{param}'" in err.value.message
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b""])
+def test_malformed_json_is_invalid_request(body: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        ChatIngress().parse_request(body, {})
+
+
+# ------------------------------------------------------------------------------ provider build
+
+
+def test_provider_always_asks_usage_in_streams() -> None:
+    req = parse(
+        {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    )
+    up = ChatProvider().build_request(req, "gpt-4o-mini", "sk-test")
+    body = orjson.loads(up.body)
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["model"] == "gpt-4o-mini"
+    assert up.path == "/chat/completions"
+    assert up.headers["authorization"] == "Bearer sk-test"
+    assert up.stream
+
+
+def test_provider_body_per_dialect() -> None:
+    req = Request(
+        model="x/y",
+        system=[SystemPart("sys", role="developer")],
+        messages=[
+            Message("user", [TextPart("look"), ImagePart(data="QUJD", media_type="image/png")]),
+            Message("assistant", [ReasoningPart("hmm"), ToolCallPart("c1", "f", '{"a":1}')]),
+            Message("tool", [ToolResultPart("c1", [TextPart("ok")])]),
+        ],
+        max_tokens=50,
+        tools=[Tool("f", description="d", parameters={"type": "object", "properties": {}})],
+        tool_choice=ToolChoice("required", disable_parallel=True),
+        end_user="u1",
+        reasoning=ReasoningConfig(budget_tokens=8000),
+    )
+    openai = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "").body)
+    assert openai == {
+        "model": "gpt-4.1",
+        "messages": [
+            {"role": "developer", "content": "sys"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+        "max_completion_tokens": 50,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "f",
+                    "description": "d",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            }
+        ],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+        "reasoning_effort": "medium",
+        "safety_identifier": "u1",
+    }
+    deepseek = orjson.loads(ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-reasoner", "").body)
+    assert deepseek["messages"][0] == {"role": "system", "content": "sys"}
+    assert deepseek["messages"][2]["reasoning_content"] == "hmm"
+    assert deepseek["max_tokens"] == 50
+    assert "safety_identifier" not in deepseek
+    assert "reasoning_effort" not in deepseek
+
+
+def test_extra_fields_reach_only_openai_family_from_chat_ingress() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_k": 3})
+    body = orjson.loads(ChatProvider().build_request(req, "up", "").body)
+    assert body["logprobs"] is True
+    assert body["top_k"] == 3
+
+
+def test_passthrough_body_keeps_client_fields_and_forces_usage() -> None:
+    req = parse(
+        {
+            "model": "openai/gpt-4o-mini",
+            "messages": [{"role": "developer", "content": "d"}, {"role": "user", "content": "x"}],
+            "stream": True,
+            "logprobs": True,
+            "max_completion_tokens": 9,
+            "user": "u",
+        }
+    )
+    body = orjson.loads(passthrough_body(req, "gpt-4o-mini", Dialect.OPENAI))
+    assert body["model"] == "gpt-4o-mini"
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["logprobs"] is True
+    assert body["max_completion_tokens"] == 9
+    assert body["user"] == "u"
+    ds = orjson.loads(passthrough_body(req, "deepseek-chat", Dialect.DEEPSEEK))
+    assert ds["max_tokens"] == 9
+    assert "max_completion_tokens" not in ds
+    assert "user" not in ds
+    assert ds["messages"][0]["role"] == "system"
+    assert req.raw is not None
+    assert req.raw["model"] == "openai/gpt-4o-mini"
+
+
+# ------------------------------------------------------------------------------ stream decode
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_decode_text_stream(size: int) -> None:
+    events = feed_in_pieces(ChatStreamParser(), golden("openai_upstream_text.sse"), size)
+    assert events == [
+        StreamStart(
+            "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+            "gpt-4o-mini-2024-07-18",
+            1741569952,
+            None,
+            "fp_06737a9306",
+        ),
+        BlockStart(0, TextPart("")),
+        TextDelta(0, "Hello"),
+        TextDelta(0, " there!"),
+        BlockStop(0),
+        StreamFinish(FinishReason.END_TURN),
+        UsageUpdate(Usage(19, 3, 0, 0, 0)),
+    ]
+
+
+def test_decode_parallel_tool_calls_with_streamed_arguments() -> None:
+    events = feed_in_pieces(ChatStreamParser(), golden("openai_upstream_tools.sse"), 33)
+    assert events[1:] == [
+        BlockStart(0, ToolCallPart("call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_weather")),
+        ToolArgumentsDelta(0, '{"loc'),
+        ToolArgumentsDelta(0, 'ation": "Paris"}'),
+        BlockStop(0),
+        BlockStart(1, ToolCallPart("call_2", "get_time")),
+        ToolArgumentsDelta(1, '{"tz":"CET"}'),
+        BlockStop(1),
+        StreamFinish(FinishReason.TOOL_USE),
+        UsageUpdate(Usage(80, 40, 64, 0, 0)),
+    ]
+
+
+def test_decode_deepseek_reasoning() -> None:
+    events = feed_in_pieces(ChatStreamParser(), golden("deepseek_upstream_reasoning.sse"), 50)
+    kinds = [e.kind for e in events]
+    assert kinds == [
+        "start",
+        "block_start",
+        "reasoning_delta",
+        "block_stop",
+        "block_start",
+        "text_delta",
+        "block_stop",
+        "finish",
+        "usage",
+    ]
+    assert events[2] == ReasoningDelta(0, "Let me think.")
+    assert events[-1] == UsageUpdate(Usage(12, 9, 0, 0, 5))
+
+
+# ------------------------------------------------------------------------------ stream render
+
+
+def _stream_request(model: str, include_usage: bool) -> Request:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    return parse(body)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "model", "include_usage", "expected"),
+    [
+        ("openai_upstream_text.sse", "openai/gpt-4o-mini", True, "chat_client_text_usage.sse"),
+        ("openai_upstream_text.sse", "openai/gpt-4o-mini", False, "chat_client_text_no_usage.sse"),
+        ("openai_upstream_tools.sse", "openai/gpt-4.1", False, "chat_client_tools.sse"),
+        (
+            "deepseek_upstream_reasoning.sse",
+            "deepseek/deepseek-v4-pro",
+            True,
+            "chat_client_reasoning_usage.sse",
+        ),
+    ],
+)
+def test_canonical_path_renders_golden(upstream: str, model: str, include_usage: bool, expected: str) -> None:
+    events = feed_in_pieces(ChatStreamParser(), golden(upstream), 41)
+    assert render_all(_stream_request(model, include_usage), events) == golden(expected)
+
+
+@pytest.mark.parametrize(
+    ("include_usage", "expected"),
+    [(True, "chat_client_text_usage.sse"), (False, "chat_client_text_no_usage.sse")],
+)
+def test_passthrough_renders_the_same_golden(include_usage: bool, expected: str) -> None:
+    wire = golden("openai_upstream_text.sse")
+    pt = ChatPassthrough(_stream_request("openai/gpt-4o-mini", include_usage))
+    out = b"".join(pt.feed(wire[i : i + 13]) for i in range(0, len(wire), 13)) + pt.flush()
+    assert out == golden(expected)
+    assert pt.usage == Usage(19, 3, 0, 0, 0)
+    assert pt.finish_reason is FinishReason.END_TURN
+    assert pt.done
+    assert pt.output_chars == len("Hello there!")
+
+
+def test_renderer_without_upstream_start_still_leads_with_role_and_ends_with_done() -> None:
+    req = _stream_request("a/b", False)
+    renderer = ChatIngress().stream_renderer(req)
+    out = renderer.render(TextDelta(0, "x")) + renderer.close()
+    lines = [line for line in out.split(b"\n\n") if line]
+    assert orjson.loads(lines[0][6:])["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": "",
+        "refusal": None,
+    }
+    assert orjson.loads(lines[1][6:])["choices"][0]["delta"] == {"content": "x"}
+    assert lines[-1] == b"data: [DONE]"
+
+
+def test_in_stream_error_is_openai_error_object() -> None:
+    renderer = ChatIngress().stream_renderer(_stream_request("a/b", False))
+    out = renderer.render_error(ErrorKind.UPSTREAM_ERROR, "boom")
+    assert out.startswith(b"data: ")
+    assert out.endswith(b"\n\n")
+    err = orjson.loads(out[6:])["error"]
+    assert err["message"] == "boom"
+    assert err["type"] == "server_error"
+
+
+# ------------------------------------------------------------------------------ non-stream
+
+
+UPSTREAM_JSON = {
+    "id": "chatcmpl-abc",
+    "object": "chat.completion",
+    "created": 1741569952,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+                "annotations": [],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 30,
+        "completion_tokens": 7,
+        "total_tokens": 37,
+        "prompt_tokens_details": {"cached_tokens": 16, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0},
+    },
+    "service_tier": "default",
+    "system_fingerprint": "fp_1",
+}
+
+
+def test_parse_and_render_non_stream_response() -> None:
+    resp = ChatProvider().parse_response(orjson.dumps(UPSTREAM_JSON))
+    assert resp.content == [ToolCallPart("call_1", "f", "{}")]
+    assert resp.finish_reason is FinishReason.TOOL_USE
+    assert resp.usage == Usage(30, 7, 16, 0, 2)
+    req = parse({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    out = orjson.loads(ChatIngress().render_response(resp, req))
+    expected = dict(UPSTREAM_JSON, model="openai/gpt-4o-mini")
+    expected["usage"] = {
+        **UPSTREAM_JSON["usage"],  # type: ignore[dict-item]
+        "completion_tokens_details": {
+            "reasoning_tokens": 2,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    assert out == expected
+
+
+def test_render_reasoning_as_reasoning_content_never_text() -> None:
+    resp = Response(
+        "r1", "x", [ReasoningPart("think"), TextPart("answer")], FinishReason.END_TURN, Usage(1, 2)
+    )
+    req = parse({"model": "anthropic/claude-sonnet-4.6", "messages": [{"role": "user", "content": "x"}]})
+    msg = orjson.loads(ChatIngress().render_response(resp, req))["choices"][0]["message"]
+    assert msg["content"] == "answer"
+    assert msg["reasoning_content"] == "think"
+
+
+def test_passthrough_response_replaces_model_and_reports_usage() -> None:
+    req = parse({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    body, parsed = passthrough_response(orjson.dumps(UPSTREAM_JSON), req)
+    assert orjson.loads(body) == dict(UPSTREAM_JSON, model="openai/gpt-4o-mini")
+    assert parsed.usage == Usage(30, 7, 16, 0, 2)
+
+
+def test_upstream_error_mapping() -> None:
+    p = ChatProvider()
+    body = orjson.dumps(
+        {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}
+    )
+    err = p.parse_error(429, body, {"retry-after": "2"})
+    assert err.kind is ErrorKind.UPSTREAM_RATE_LIMITED
+    assert err.retry_after_ms == 2000
+    assert err.message == "slow down"
+    assert p.parse_error(500, b"oops", {}).kind is ErrorKind.UPSTREAM_ERROR
+    assert p.parse_error(401, b"{}", {}).kind is ErrorKind.UPSTREAM_AUTH
+    assert p.parse_error(400, b"{}", {}).kind is ErrorKind.UPSTREAM_INVALID_REQUEST
+
+
+def test_error_inside_upstream_stream_becomes_stream_error() -> None:
+    events = ChatStreamParser().feed(b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n')
+    assert len(events) == 1
+    assert events[0].kind == "error"
