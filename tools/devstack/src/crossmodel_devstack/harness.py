@@ -1,0 +1,197 @@
+"""The whole system for tests: infrastructure found in the same order as `make run`, the stack on
+free ports with databases and topics named after the run, an OTLP receiver every service exports
+to, and the few operator actions tests need (accounts, keys, top-ups, balances, table reads).
+
+The integration tests and later end-to-end suites (browser, multi-replica) start it once per
+session. Nothing is ever skipped: when a server cannot be had, starting fails with a message
+that says what to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import grpc
+from aiokafka.admin import AIOKafkaAdminClient
+
+from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
+from crossmodel.billing.v1 import billing_pb2, billing_pb2_grpc
+from crossmodel.router.v1 import router_pb2, router_pb2_grpc
+from crossmodel.usage.v1 import usage_pb2_grpc
+from crossmodel_devstack.infra import Infra, drop_database
+from crossmodel_devstack.otlp import SpanReceiver
+from crossmodel_devstack.stack import Stack, StackConfig
+
+# Test runs kept under .crossmodel/test-runs (logs, spool) for a post-mortem; older ones go.
+KEEP_RUNS = 5
+
+
+async def eventually(
+    check: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll `check` until it returns something truthy and return that; fail after `timeout`
+    with the last value seen. Tests wait for conditions, never for fixed times."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = check()
+        last = await result if isinstance(result, Awaitable) else result
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:.0f}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass(frozen=True, slots=True)
+class TestAccount:
+    account_id: str
+    key_id: str
+    api_key: str
+
+
+class Harness:
+    def __init__(self, infra: Infra, stack: Stack, receiver: SpanReceiver, run_id: str) -> None:
+        self.infra = infra
+        self.stack = stack
+        self.receiver = receiver
+        self.run_id = run_id
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @classmethod
+    async def start(cls, state_dir: Path, *, run_id: str | None = None) -> Harness:
+        run_id = run_id or secrets.token_hex(4)
+        _prune_runs(state_dir / "test-runs")
+        receiver = SpanReceiver().start()
+        config = StackConfig.for_tests(state_dir, run_id, admin_token="cm-admin-" + secrets.token_urlsafe(24))
+        config.extra_env.update(receiver.otel_env())
+        try:
+            # Infra state of tests lives apart from make run's, so both can run at once.
+            infra = await Infra.open(state_dir / "test", config.log_dir, persist=False)
+        except BaseException:
+            receiver.stop()
+            raise
+        harness = cls(infra, Stack(config, infra), receiver, run_id)
+        try:
+            await harness.stack.prepare()
+            await harness.stack.start()
+        except BaseException:
+            await harness.close()
+            raise
+        return harness
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            with contextlib.suppress(Exception):
+                await ch.close()
+        self.stack.stop()
+        with contextlib.suppress(Exception):
+            for name in self.stack.config.databases.values():
+                await drop_database(self.infra.postgres.url, name)
+        if not self.infra.kafka.started_here:
+            # A shared broker keeps no test topics behind.
+            with contextlib.suppress(Exception):
+                await _delete_topics(self.infra.kafka.url, list(self.stack.config.topics()))
+        self.infra.close()
+        self.receiver.stop()
+
+    # ------------------------------------------------------------ clients
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._channels:
+            self._channels[service] = grpc.aio.insecure_channel(self.stack.target(service))
+        return self._channels[service]
+
+    @property
+    def auth(self) -> auth_pb2_grpc.AuthServiceAsyncStub:
+        return auth_pb2_grpc.AuthServiceStub(self.channel("auth"))
+
+    @property
+    def billing(self) -> billing_pb2_grpc.BillingServiceAsyncStub:
+        return billing_pb2_grpc.BillingServiceStub(self.channel("billing"))
+
+    @property
+    def router(self) -> router_pb2_grpc.RouterServiceAsyncStub:
+        return router_pb2_grpc.RouterServiceStub(self.channel("router"))
+
+    @property
+    def usage(self) -> usage_pb2_grpc.UsageServiceAsyncStub:
+        return usage_pb2_grpc.UsageServiceStub(self.channel("usage"))
+
+    @property
+    def edge_url(self) -> str:
+        return self.stack.edge_url
+
+    # ------------------------------------------------------------ operator actions
+
+    async def new_account(self, name: str, *, credit_micros: int = 0) -> TestAccount:
+        account = await self.auth.CreateAccount(auth_pb2.CreateAccountRequest(name=name), timeout=10)
+        account_id = str(account.account.id)
+        key = await self.auth.CreateKey(
+            auth_pb2.CreateKeyRequest(account_id=account_id, name=name), timeout=10
+        )
+        if credit_micros:
+            await self.top_up(account_id, credit_micros, f"test-credit:{account_id}")
+        return TestAccount(account_id, str(key.key.id), str(key.secret))
+
+    async def top_up(self, account_id: str, amount_micros: int, idempotency_key: str) -> int:
+        resp = await self.billing.TopUp(
+            billing_pb2.TopUpRequest(
+                account_id=account_id, amount_micros=amount_micros, idempotency_key=idempotency_key
+            ),
+            timeout=10,
+        )
+        return int(resp.balance_micros)
+
+    async def balance(self, account_id: str) -> int:
+        resp = await self.billing.GetBalance(billing_pb2.GetBalanceRequest(account_id=account_id), timeout=10)
+        return int(resp.balance_micros)
+
+    async def models(self) -> dict[str, router_pb2.Model]:
+        resp = await self.router.ListModels(router_pb2.ListModelsRequest(), timeout=10)
+        return {m.id: m for m in resp.models}
+
+    async def fetch(self, service: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Read a service's own tables. Only tests do this; services never read each other's."""
+        conn = await asyncpg.connect(self.stack.database_url(service), timeout=10)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    def log_tails(self, lines: int = 25) -> str:
+        parts = []
+        for name, proc in self.stack.processes.items():
+            status = "running" if proc.running else f"exited {proc.returncode}"
+            parts.append(f"----- {name} ({status}) {proc.log_path}\n{proc.tail(lines)}")
+        return "\n".join(parts)
+
+
+async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+def _prune_runs(runs_dir: Path) -> None:
+    if not runs_dir.is_dir():
+        return
+    runs = sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
