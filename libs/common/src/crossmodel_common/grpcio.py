@@ -54,7 +54,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
         handler: Any = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
-            return None if handler is None else cast(grpc.RpcMethodHandler[Any, Any], handler)
+            return None if handler is None else cast("grpc.RpcMethodHandler[Any, Any]", handler)
         carrier = {k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)}
 
         def start() -> tuple[Any, Any, Any]:
@@ -122,7 +122,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return cast(grpc.RpcMethodHandler[Any, Any], handler)
+        return cast("grpc.RpcMethodHandler[Any, Any]", handler)
 
 
 def outgoing_metadata(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
@@ -153,16 +153,25 @@ def _client_details(details: Any, timeout: float) -> tuple[grpc.aio.ClientCallDe
     return new, span
 
 
+_span_enders: set[asyncio.Task[None]] = set()
+
+
 def _end_client_span(span: Any, call: Any) -> None:
-    def done(c: Any) -> None:
+    async def end() -> None:
         try:
-            code = c.code() if not c.cancelled() else grpc.StatusCode.CANCELLED
+            # grpc.aio's code() is a coroutine; on a finished call it returns at once.
+            code = grpc.StatusCode.CANCELLED if call.cancelled() else await call.code()
         except Exception:  # noqa: BLE001 - a call torn down mid-flight has no code to read
             code = grpc.StatusCode.UNKNOWN
         if code != grpc.StatusCode.OK:
             span.set_status(Status(StatusCode.ERROR, str(code)))
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         span.end()
+
+    def done(_: Any) -> None:
+        task = asyncio.ensure_future(end())
+        _span_enders.add(task)
+        task.add_done_callback(_span_enders.discard)
 
     call.add_done_callback(done)
 
