@@ -1,0 +1,241 @@
+"""The provider simulator's HTTP server: each vendor under its own path prefix, in that vendor's
+wire format.
+
+- `POST /openai/v1/chat/completions`, `GET /openai/v1/models`: OpenAI Chat Completions.
+- `POST /deepseek/chat/completions`, `GET /deepseek/models` (also under `/deepseek/v1/`): DeepSeek,
+  OpenAI-compatible plus `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens` in usage.
+- `POST /{name}/v1/chat/completions`, `GET /{name}/v1/models`: any OpenAI-compatible vendor.
+- `GET /healthz`: liveness.
+
+Replies and usage follow `crossmodel_simulator.script` (deterministic; scriptable by markers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import secrets
+import string
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from crossmodel_simulator.script import Expected, expected_completion
+
+_ALNUM = string.ascii_letters + string.digits
+
+OPENAI_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o4-mini", "gpt-5")
+DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-pro")
+
+_STATUS_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    502: ("server_error", None),
+    503: ("server_error", "overloaded"),
+}
+
+
+def completion_id() -> str:
+    """`chatcmpl-` + 29 alphanumerics, the shape OpenAI uses."""
+    return "chatcmpl-" + "".join(secrets.choice(_ALNUM) for _ in range(29))
+
+
+def fingerprint(model: str) -> str:
+    return "fp_" + hashlib.sha256(model.encode()).hexdigest()[:10]
+
+
+def error_response(
+    status: int, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    etype, code = _STATUS_TYPES.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None)
+    )
+    body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def usage_body(exp: Expected, vendor: str) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": exp.prompt_tokens,
+        "completion_tokens": exp.completion_tokens,
+        "total_tokens": exp.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": exp.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    if vendor == "deepseek":
+        usage["prompt_cache_hit_tokens"] = exp.cached_tokens
+        usage["prompt_cache_miss_tokens"] = exp.prompt_tokens - exp.cached_tokens
+    return usage
+
+
+async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error_response(400, "We could not parse the JSON body of your request.")
+    if not isinstance(body, dict):
+        return error_response(400, "The request body must be a JSON object.")
+    if not isinstance(body.get("model"), str):
+        return error_response(400, "Missing required parameter: 'model'.", param="model")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return error_response(400, "Missing required parameter: 'messages'.", param="messages")
+    return body
+
+
+def _drop(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    vendor = request.path.split("/", 2)[1]
+    parsed = await _read_body(request)
+    if isinstance(parsed, web.Response):
+        return parsed
+    body = parsed
+    exp = expected_completion(body)
+    script = exp.script
+    if script.delay_ms:
+        await asyncio.sleep(script.delay_ms / 1000)
+    if script.status >= 400:
+        headers: dict[str, str] = {}
+        if script.status in (429, 503):
+            headers["retry-after"] = str(max(1, math.ceil(script.retry_after_ms / 1000)))
+            headers["retry-after-ms"] = str(script.retry_after_ms)
+        return error_response(
+            script.status, f"Simulated upstream failure ({script.status}).", headers=headers
+        )
+    model = body["model"]
+    cid = completion_id()
+    created = int(time.time())
+    fp = fingerprint(model)
+    headers = {"x-request-id": "req_" + secrets.token_hex(16)}
+    if not body.get("stream"):
+        if script.drop_after is not None:
+            _drop(request)
+            return web.Response()
+        out: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": exp.text, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": exp.finish_reason,
+                }
+            ],
+            "service_tier": "default",
+            "system_fingerprint": fp,
+        }
+        if not script.no_usage:
+            out["usage"] = usage_body(exp, vendor)
+        return web.Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
+
+    so = body.get("stream_options")
+    include_usage = isinstance(so, dict) and so.get("include_usage") is True and not script.no_usage
+    resp = web.StreamResponse(
+        headers={**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+    )
+    await resp.prepare(request)
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        c: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": fp,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            c["usage"] = None
+        return b"data: " + orjson.dumps(c) + b"\n\n"
+
+    delay = script.chunk_delay_ms / 1000
+    await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
+    for n, piece in enumerate(exp.pieces):
+        if script.drop_after is not None and n >= script.drop_after:
+            _drop(request)
+            return resp
+        if script.error_after is not None and n >= script.error_after:
+            err = {
+                "error": {
+                    "message": "Simulated failure mid-stream.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            await resp.write(b"data: " + orjson.dumps(err) + b"\n\n")
+            await resp.write_eof()
+            return resp
+        if delay:
+            await asyncio.sleep(delay)
+        await resp.write(chunk({"content": piece}))
+    if script.drop_after is not None and script.drop_after <= len(exp.pieces):
+        _drop(request)
+        return resp
+    await resp.write(chunk({}, exp.finish_reason))
+    if include_usage:
+        final = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": fp,
+            "choices": [],
+            "usage": usage_body(exp, vendor),
+        }
+        await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def list_models(request: web.Request) -> web.Response:
+    vendor = request.path.split("/", 2)[1]
+    names = (
+        OPENAI_MODELS
+        if vendor == "openai"
+        else DEEPSEEK_MODELS
+        if vendor == "deepseek"
+        else (f"{vendor}-model",)
+    )
+    owner = "openai" if vendor == "openai" else vendor
+    data = [{"id": n, "object": "model", "created": 1_700_000_000, "owned_by": owner} for n in names]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def create_app() -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/deepseek/chat/completions", chat_completions)
+    app.router.add_get("/deepseek/models", list_models)
+    app.router.add_post("/{vendor}/v1/chat/completions", chat_completions)
+    app.router.add_get("/{vendor}/v1/models", list_models)
+    return app
