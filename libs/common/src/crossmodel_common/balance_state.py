@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # the result types are imported by pure domain code, which must not pull redis in
+    from redis.asyncio import Redis
 
 WINDOW_MS = 60_000
 DEFAULT_RESERVATION_TTL_MS = 15 * 60 * 1000

@@ -1,0 +1,103 @@
+"""`python -m crossmodel_auth` serves AuthService; `python -m crossmodel_auth migrate` applies the
+database migrations and exits. Wiring only: settings -> adapters -> servicer -> server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
+from crossmodel_auth.adapters.billing import BillingBalances
+from crossmodel_auth.adapters.last_used import LastUsedRecorder
+from crossmodel_auth.adapters.postgres import PostgresRepository
+from crossmodel_auth.adapters.wallet import RedisWallet
+from crossmodel_auth.config import Settings
+from crossmodel_auth.domain.admission import Admission
+from crossmodel_auth.domain.directory import Directory
+from crossmodel_auth.domain.keycache import KeyCache
+from crossmodel_auth.server import AuthServicer
+from crossmodel_common.db import make_engine, run_migrations
+from crossmodel_common.grpcio import GrpcServer, channel, wait_for_shutdown_signal
+from crossmodel_common.logging import get_logger, setup_logging
+from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+
+log = get_logger("crossmodel_auth")
+
+
+@dataclass
+class Running:
+    server: GrpcServer
+    engine: AsyncEngine
+    redis: Redis
+    recorder: LastUsedRecorder
+    billing: grpc.aio.Channel
+    admission: Admission
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.recorder.stop()
+        await self.billing.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+async def start(settings: Settings) -> Running:
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    redis = Redis.from_url(settings.redis_url)
+    repo = PostgresRepository(engine)
+    wallet = RedisWallet(redis, reservation_ttl_ms=int(settings.reservation_ttl_seconds * 1000))
+    billing_channel = channel(settings.billing_target, timeout=settings.billing_timeout_seconds)
+    recorder = LastUsedRecorder(repo, interval_seconds=settings.last_used_flush_seconds)
+    admission = Admission(
+        KeyCache(repo.key_by_hash, ttl_seconds=settings.key_cache_ttl_seconds),
+        repo,
+        wallet,
+        BillingBalances(billing_channel, timeout=settings.billing_timeout_seconds),
+        recorder,
+    )
+    server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthServicer(admission, Directory(repo, wallet)), server.server
+    )
+    recorder.start()
+    await server.start()
+    return Running(server, engine, redis, recorder, billing_channel, admission)
+
+
+async def serve(settings: Settings) -> None:
+    running = await start(settings)
+    SQLAlchemyInstrumentor().instrument(engine=running.engine.sync_engine)
+    log.info("auth serving", listen=settings.listen, port=running.server.port)
+    await wait_for_shutdown_signal()
+    log.info("auth stopping")
+    await running.stop()
+
+
+def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    setup_logging("auth", settings.log_level)
+    if sys.argv[1:2] == ["migrate"]:
+        run_migrations(MIGRATIONS, settings.database_url)
+        log.info("auth migrations applied")
+        return
+    setup_telemetry("auth")
+    RedisInstrumentor().instrument()
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        shutdown_telemetry()
+
+
+if __name__ == "__main__":
+    main()

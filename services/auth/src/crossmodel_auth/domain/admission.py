@@ -1,0 +1,157 @@
+"""Admission: the key check, then rate limits, spend cap and the balance reservation in one
+Redis script. The only auth work on a request's path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from crossmodel_auth.domain.errors import NotFound, Unavailable
+from crossmodel_auth.domain.keycache import KeyCache
+from crossmodel_auth.domain.keys import ApiKey, KeyStatus, hash_secret, model_allowed, plausible_secret
+from crossmodel_auth.domain.ports import BalanceSource, Repository, UsageRecorder, Wallet
+from crossmodel_common.balance_state import AdmitCode, AdmitResult
+
+
+class Decision(Enum):
+    ALLOWED = "allowed"
+    INVALID_KEY = "invalid_key"
+    KEY_REVOKED = "key_revoked"
+    KEY_EXPIRED = "key_expired"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    RATE_LIMITED_REQUESTS = "rate_limited_requests"
+    RATE_LIMITED_TOKENS = "rate_limited_tokens"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    SPEND_CAP_EXCEEDED = "spend_cap_exceeded"
+    ACCOUNT_DISABLED = "account_disabled"
+
+
+_REFUSALS = {
+    AdmitCode.RATE_LIMITED_REQUESTS: Decision.RATE_LIMITED_REQUESTS,
+    AdmitCode.RATE_LIMITED_TOKENS: Decision.RATE_LIMITED_TOKENS,
+    AdmitCode.SPEND_CAP_EXCEEDED: Decision.SPEND_CAP_EXCEEDED,
+    AdmitCode.INSUFFICIENT_BALANCE: Decision.INSUFFICIENT_BALANCE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    decision: Decision
+    message: str = ""
+    key: ApiKey | None = None
+    state: AdmitResult | None = None
+
+
+def _status_verdict(key: ApiKey | None, now_ms: int) -> Verdict | None:
+    if key is None:
+        return Verdict(Decision.INVALID_KEY, "invalid API key")
+    status = key.status(now_ms)
+    if status is KeyStatus.REVOKED:
+        return Verdict(Decision.KEY_REVOKED, "this API key has been revoked", key)
+    if status is KeyStatus.EXPIRED:
+        return Verdict(Decision.KEY_EXPIRED, "this API key has expired", key)
+    if key.account_disabled:
+        return Verdict(Decision.ACCOUNT_DISABLED, "this account is disabled", key)
+    return None
+
+
+def _refusal_message(code: AdmitCode, key: ApiKey, result: AdmitResult) -> str:
+    if code is AdmitCode.RATE_LIMITED_REQUESTS:
+        return f"rate limit reached: {key.limits.rpm} requests per minute"
+    if code is AdmitCode.RATE_LIMITED_TOKENS:
+        return f"rate limit reached: {key.limits.tpm} tokens per minute"
+    if code is AdmitCode.SPEND_CAP_EXCEEDED:
+        return "this API key has reached its spend cap"
+    return "insufficient balance: top up the account to continue"
+
+
+class Admission:
+    # Each retry repairs one missing or stale piece of Redis state (key record, balance, key
+    # spend); more than that in one call means the state is changing under us.
+    _MAX_ATTEMPTS = 5
+
+    def __init__(
+        self,
+        keys: KeyCache,
+        repo: Repository,
+        wallet: Wallet,
+        balances: BalanceSource,
+        recorder: UsageRecorder,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._repo = repo
+        self._wallet = wallet
+        self._balances = balances
+        self._recorder = recorder
+        self._clock = clock
+
+    async def authorize(
+        self, *, request_id: str, secret: str, model: str, tokens: int, reserve_micros: int
+    ) -> Verdict:
+        if not plausible_secret(secret):
+            return Verdict(Decision.INVALID_KEY, "invalid API key")
+        now_ms = int(self._clock() * 1000)
+        key_hash = hash_secret(secret)
+        key = await self._keys.get(key_hash)
+        for _ in range(self._MAX_ATTEMPTS):
+            refused = _status_verdict(key, now_ms)
+            if refused is not None:
+                return refused
+            assert key is not None
+            if not model_allowed(key.limits.allowed_models, model):
+                return Verdict(
+                    Decision.MODEL_NOT_ALLOWED, f"this API key may not use the model {model!r}", key
+                )
+            result = await self._wallet.admit(
+                account_id=key.account_id,
+                key_id=key.id,
+                generation=key.generation,
+                request_id=request_id,
+                tokens=tokens,
+                reserve_micros=reserve_micros,
+                rpm=key.limits.rpm,
+                tpm=key.limits.tpm,
+                spend_cap_micros=key.limits.spend_cap_micros,
+            )
+            code = result.code
+            if code is AdmitCode.ALLOWED:
+                self._recorder.note(key.id, now_ms)
+                return Verdict(Decision.ALLOWED, "", key, result)
+            if code in _REFUSALS:
+                return Verdict(_REFUSALS[code], _refusal_message(code, key, result), key, result)
+            if code is AdmitCode.STALE_KEY:
+                key = await self._keys.refresh(key_hash)
+                if key is not None:
+                    await self._wallet.publish_key_generation(key.account_id, key.id, key.generation)
+            elif code is AdmitCode.NO_BALANCE_STATE:
+                balance = await self._balances.balance(key.account_id)
+                await self._wallet.seed_balance(key.account_id, balance)
+            elif code is AdmitCode.NO_SPEND_STATE:
+                spent = await self._balances.key_spend(key.id)
+                await self._wallet.seed_key_spent(key.account_id, key.id, spent)
+        raise Unavailable("admission state changed during the call; retry")
+
+    async def introspect(self, secret: str) -> Verdict:
+        """Resolve a key from the database, with no admission side effects."""
+        if not plausible_secret(secret):
+            return Verdict(Decision.INVALID_KEY, "invalid API key")
+        key = await self._repo.key_by_hash(hash_secret(secret))
+        refused = _status_verdict(key, int(self._clock() * 1000))
+        return refused or Verdict(Decision.ALLOWED, "", key)
+
+    async def settle(self, *, request_id: str, key_id: str, actual_tokens: int) -> None:
+        """Correct the key's token window from the admission estimate to the real count."""
+        account_id = self._keys.account_of(key_id)
+        if account_id is None:
+            key = await self._repo.get_key(key_id)
+            if key is None:
+                raise NotFound(f"no key {key_id!r}")
+            account_id = key.account_id
+            self._keys.remember_account(key_id, account_id)
+        await self._wallet.settle_tokens(
+            account_id=account_id, key_id=key_id, request_id=request_id, actual_tokens=actual_tokens
+        )
