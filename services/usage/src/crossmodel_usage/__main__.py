@@ -1,0 +1,66 @@
+"""`python -m crossmodel_usage` serves gRPC and consumes usage events;
+`python -m crossmodel_usage migrate` applies the database migrations and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+from crossmodel.usage.v1 import usage_pb2_grpc
+from crossmodel_common.db import make_engine, run_migrations
+from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
+from crossmodel_common.logging import get_logger, setup_logging
+from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
+from crossmodel_usage.adapters.repository import UsageRepository
+from crossmodel_usage.config import Settings
+from crossmodel_usage.consumer import make_consumer
+from crossmodel_usage.server import SERVICE_NAME, UsageServicer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger("crossmodel_usage")
+
+
+async def serve(settings: Settings) -> None:
+    # Listen for SIGTERM before anything slow starts, so an early stop is still graceful.
+    shutdown = asyncio.ensure_future(wait_for_shutdown_signal())
+    await asyncio.sleep(0)
+    setup_telemetry("usage")
+    engine = make_engine(settings.database_url)
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    repository = UsageRepository(engine)
+    server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(repository), server.server)
+    consumer = make_consumer(settings.kafka_bootstrap, settings.usage_topic, settings.dlq_topic, repository)
+    await server.start()
+    await consumer.start()
+    log.info("usage service started", listen=settings.listen, port=server.port, topic=settings.usage_topic)
+    try:
+        await shutdown
+    finally:
+        log.info("usage service stopping")
+        await server.health.enter_graceful_shutdown()
+        await consumer.stop()
+        await server.stop()
+        await engine.dispose()
+        shutdown_telemetry()
+
+
+def main() -> None:
+    settings = Settings()  # type: ignore[call-arg]  # the required fields come from the environment
+    setup_logging("usage", settings.log_level)
+    if sys.argv[1:] == ["migrate"]:
+        run_migrations(MIGRATIONS, settings.database_url)
+        log.info("usage database migrated")
+        return
+    if sys.argv[1:]:
+        sys.exit(
+            f"usage: python -m crossmodel_usage [migrate]  (unknown arguments: {' '.join(sys.argv[1:])})"
+        )
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The request log and the daily aggregates in PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    case,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.dml import ReturningInsert
+
+from crossmodel_usage.adapters.tables import request_log, usage_daily
+from crossmodel_usage.domain.queries import (
+    Cursor,
+    DailyUsage,
+    RequestFilter,
+    TimeRange,
+    Totals,
+    TotalsPlan,
+)
+from crossmodel_usage.domain.records import InvalidRecord, Status, UsageRecord, to_datetime, to_unix_ms
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))
+_PLAIN_FIELDS = tuple(n for n in _RECORD_FIELDS if n not in ("status", "started_at_ms", "finished_at_ms"))
+_LOG_COLUMNS = [request_log.c[n] for n in (*_PLAIN_FIELDS, "status", "started_at", "finished_at")]
+# The aggregate counters and, for each, what one request adds to it.
+_COUNTERS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micros",
+    "errors",
+)
+_TOTALS_FIELDS = tuple(f.name for f in dataclasses.fields(Totals))
+
+
+def _log_row(record: UsageRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {n: getattr(record, n) for n in _PLAIN_FIELDS}
+    row["status"] = record.status.value
+    row["started_at"] = to_datetime(record.started_at_ms)
+    row["finished_at"] = to_datetime(record.finished_at_ms) if record.finished_at_ms else None
+    return row
+
+
+def _increments(record: UsageRecord) -> dict[str, int]:
+    return {
+        "requests": 1,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cached_input_tokens": record.cached_input_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost_micros": record.cost_micros,
+        "errors": int(record.is_error),
+    }
+
+
+def _record(row: RowMapping) -> UsageRecord:
+    values = {n: row[n] for n in _PLAIN_FIELDS}
+    finished = row["finished_at"]
+    return UsageRecord(
+        **values,
+        status=Status(row["status"]),
+        started_at_ms=to_unix_ms(row["started_at"]),
+        finished_at_ms=to_unix_ms(finished) if finished is not None else 0,
+    )
+
+
+def _totals(row: Sequence[Any]) -> Totals:
+    return Totals(**{n: int(v or 0) for n, v in zip(_TOTALS_FIELDS, row, strict=True)})
+
+
+def _in_range(column: Any, span: TimeRange) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if span.from_ms is not None:
+        conds.append(column >= to_datetime(span.from_ms))
+    if span.to_ms is not None:
+        conds.append(column < to_datetime(span.to_ms))
+    return conds
+
+
+class UsageRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, record: UsageRecord) -> bool:
+        """Store `record` once: a new request id adds a log row and its usage to the day's
+        aggregate; a request id already stored changes nothing. True when it was new.
+
+        One statement does both (the aggregate insert reads the log insert's RETURNING), so the
+        two can never disagree, whatever is redelivered or runs concurrently."""
+        inserted = (
+            pg_insert(request_log)
+            .values(_log_row(record))
+            .on_conflict_do_nothing(index_elements=[request_log.c.request_id])
+            .returning(request_log.c.request_id)
+            .cte("inserted")
+        )
+        increments = _increments(record)
+        keys = {
+            "account_id": record.account_id,
+            "day": record.day,
+            "key_id": record.key_id,
+            "model": record.model,
+        }
+        source = select(
+            *(literal(v, Date if k == "day" else None).label(k) for k, v in keys.items()),
+            *(literal(v, BigInteger).label(k) for k, v in increments.items()),
+        ).select_from(inserted)
+        add = pg_insert(usage_daily).from_select([*keys, *increments], source)
+        upsert: ReturningInsert[tuple[int]] = add.on_conflict_do_update(
+            constraint="usage_daily_pkey",
+            set_={n: usage_daily.c[n] + add.excluded[n] for n in _COUNTERS},
+        ).returning(literal_column("1", Integer))
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(upsert)
+                return result.first() is not None
+        except (DataError, IntegrityError) as exc:
+            # The database refuses this record's values; retrying cannot help.
+            raise InvalidRecord(f"database refused the record: {exc.orig}") from exc
+
+    async def get_request(self, request_id: str) -> UsageRecord | None:
+        stmt = select(*_LOG_COLUMNS).where(request_log.c.request_id == request_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return None if row is None else _record(row)
+
+    async def list_requests(
+        self, request_filter: RequestFilter, limit: int, after: Cursor | None
+    ) -> tuple[list[UsageRecord], Cursor | None]:
+        """Up to `limit` requests after `after`, newest first, and the cursor of the next page
+        (None on the last page)."""
+        f = request_filter
+        t = request_log.c
+        conds: list[ColumnElement[bool]] = [t.account_id == f.account_id, *_in_range(t.started_at, f.span)]
+        if f.key_id:
+            conds.append(t.key_id == f.key_id)
+        if f.model:
+            conds.append(t.model == f.model)
+        if f.status is not None:
+            conds.append(t.status == f.status.value)
+        if f.request_id:
+            conds.append(t.request_id == f.request_id)
+        if after is not None:
+            conds.append(
+                tuple_(t.started_at, t.request_id)
+                < tuple_(
+                    literal(to_datetime(after.started_at_ms), t.started_at.type),
+                    literal(after.request_id, t.request_id.type),
+                )
+            )
+        stmt = (
+            select(*_LOG_COLUMNS)
+            .where(*conds)
+            .order_by(t.started_at.desc(), t.request_id.desc())
+            # One more than asked tells whether another page exists without a count.
+            .limit(limit + 1)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        records = [_record(r) for r in rows[:limit]]
+        if len(rows) <= limit:
+            return records, None
+        last = records[-1]
+        return records, Cursor(last.started_at_ms, last.request_id)
+
+    async def totals(self, account_id: str, key_id: str, plan: TotalsPlan) -> Totals:
+        """Sum the whole days of `plan` from the aggregates and its partial days from the log,
+        in one statement (one snapshot)."""
+        parts: list[Select[Any]] = []
+        d = usage_daily.c
+        if plan.days is not None:
+            first, end = plan.days
+            conds: list[ColumnElement[bool]] = [d.account_id == account_id]
+            if key_id:
+                conds.append(d.key_id == key_id)
+            if first is not None:
+                conds.append(d.day >= first)
+            if end is not None:
+                conds.append(d.day < end)
+            parts.append(select(*(func.sum(d[n]).label(n) for n in _TOTALS_FIELDS)).where(*conds))
+        t = request_log.c
+        for span in plan.log_ranges:
+            conds = [t.account_id == account_id, *_in_range(t.started_at, span)]
+            if key_id:
+                conds.append(t.key_id == key_id)
+            parts.append(
+                select(
+                    func.count().label("requests"),
+                    *(
+                        func.sum(t[n]).label(n)
+                        for n in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+                    ),
+                    func.sum(t.cost_micros).label("cost_micros"),
+                    func.sum(case((t.status == Status.FAILED.value, 1), else_=0)).label("errors"),
+                ).where(*conds)
+            )
+        if not parts:
+            return Totals()
+        both = union_all(*parts).subquery()
+        stmt = select(*(func.sum(both.c[n]) for n in _TOTALS_FIELDS))
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).one()
+        return _totals(row)
+
+    async def daily(
+        self, account_id: str, key_id: str, first: date | None, last: date | None
+    ) -> list[DailyUsage]:
+        """Aggregates of the days first..last (inclusive, None unbounded), by day, key, model."""
+        d = usage_daily.c
+        conds: list[ColumnElement[bool]] = [d.account_id == account_id]
+        if key_id:
+            conds.append(d.key_id == key_id)
+        if first is not None:
+            conds.append(d.day >= first)
+        if last is not None:
+            conds.append(d.day <= last)
+        stmt = (
+            select(d.day, d.key_id, d.model, *(d[n] for n in _TOTALS_FIELDS))
+            .where(*conds)
+            .order_by(d.day, d.key_id, d.model)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [DailyUsage(r[0], r[1], r[2], _totals(r[3:])) for r in rows]

@@ -1,0 +1,41 @@
+"""The Kafka loop: each UsageEvent on the usage topic becomes one request-log row and its share
+of the daily aggregates. The consumer helper commits offsets after the handler returns, i.e.
+after the database commit; redelivered events find their request id stored and change nothing."""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRecord
+from google.protobuf.message import DecodeError
+
+from crossmodel.events.v1 import usage_event_pb2 as events_pb2
+from crossmodel_common.kafka import Handler, IdempotentConsumer, PoisonMessage
+from crossmodel_common.logging import get_logger
+from crossmodel_usage.adapters.repository import UsageRepository
+from crossmodel_usage.domain.records import InvalidRecord, normalize
+from crossmodel_usage.wire import record_from_event
+
+log = get_logger(__name__)
+
+GROUP = "usage"
+
+
+def make_handler(repository: UsageRepository) -> Handler:
+    async def handle(message: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = events_pb2.UsageEvent.FromString(message.value or b"")
+        except DecodeError as exc:
+            raise PoisonMessage(f"undecodable UsageEvent: {exc}") from exc
+        try:
+            record = normalize(record_from_event(event), fallback_time_ms=max(message.timestamp, 0))
+            if not await repository.record(record):
+                log.debug("duplicate usage event skipped", request_id=record.request_id)
+        except InvalidRecord as exc:
+            raise PoisonMessage(f"invalid UsageEvent: {exc}") from exc
+
+    return handle
+
+
+def make_consumer(
+    bootstrap: str, topic: str, dlq_topic: str, repository: UsageRepository, *, group: str = GROUP
+) -> IdempotentConsumer:
+    return IdempotentConsumer(bootstrap, topic, group, make_handler(repository), dlq_topic=dlq_topic)

@@ -1,0 +1,1 @@
+"""The usage logic: records, their validation, and the query rules. Plain Python, no I/O."""

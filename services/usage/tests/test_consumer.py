@@ -1,0 +1,166 @@
+"""Events through a real broker into a real database: one row per request id, redelivery
+changes nothing, poison goes to the dead-letter topic without blocking what follows."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossmodel.events.v1 import usage_event_pb2 as events_pb2
+from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledProducer, trace_headers
+from crossmodel_devstack.broker import TansuBroker
+from crossmodel_usage.adapters.repository import UsageRepository
+from crossmodel_usage.adapters.tables import request_log, usage_daily
+from crossmodel_usage.consumer import make_consumer
+
+MakeEvent = Callable[..., events_pb2.UsageEvent]
+Poll = Callable[..., Any]
+
+
+@pytest.fixture
+async def topics(broker: TansuBroker) -> tuple[str, str]:
+    topic = f"usage.v1.{secrets.token_hex(4)}"
+    dlq = f"{topic}.usage.dlq"
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in (topic, dlq)])
+    finally:
+        await admin.close()
+    return topic, dlq
+
+
+@pytest.fixture
+async def producer(broker: TansuBroker, tmp_path: Path) -> AsyncIterator[SpooledProducer]:
+    p = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def consumer(
+    broker: TansuBroker, topics: tuple[str, str], repository: UsageRepository
+) -> AsyncIterator[IdempotentConsumer]:
+    topic, dlq = topics
+    c = make_consumer(broker.bootstrap, topic, dlq, repository, group=f"usage-{secrets.token_hex(4)}")
+    await c.start()
+    yield c
+    await c.stop()
+
+
+def _publish(producer: SpooledProducer, topic: str, event: events_pb2.UsageEvent) -> None:
+    producer.publish(
+        OutgoingRecord(
+            topic, event.account_id.encode(), event.SerializeToString(), trace_headers(event.request_id)
+        )
+    )
+
+
+async def _rows(engine: AsyncEngine, account: str) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).where(request_log.c.account_id == account)) or 0)
+
+
+async def _aggregates(engine: AsyncEngine, account: str) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(usage_daily).where(usage_daily.c.account_id == account).order_by(*usage_daily.primary_key)
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_each_event_lands_once_and_redelivery_changes_nothing(
+    producer: SpooledProducer,
+    consumer: IdempotentConsumer,
+    topics: tuple[str, str],
+    engine: AsyncEngine,
+    account: str,
+    make_event: MakeEvent,
+    poll: Poll,
+    day0_ms: int,
+) -> None:
+    topic, _ = topics
+    events = [
+        make_event(
+            model=("m1", "m2")[i % 2],
+            key_id=("key_a", "key_b", "key_c")[i % 3],
+            input_tokens=10 + i,
+            output_tokens=i,
+            cost_micros=3 * i,
+            status=events_pb2.REQUEST_STATUS_FAILED if i % 5 == 0 else events_pb2.REQUEST_STATUS_SUCCEEDED,
+            started_at_unix_ms=day0_ms + i * 3_600_000,  # 60 hours: three UTC days
+        )
+        for i in range(60)
+    ]
+    for e in events:
+        _publish(producer, topic, e)
+    await poll(lambda: consumer.processed >= 60)
+    assert await _rows(engine, account) == 60
+    before = await _aggregates(engine, account)
+    assert len(before) == 3 * 2 * 3
+    assert sum(r[4] for r in before) == 60
+    assert sum(r[5] for r in before) == sum(e.input_tokens for e in events)
+    assert sum(r[10] for r in before) == sum(e.cost_micros for e in events)
+    assert sum(r[11] for r in before) == 12
+
+    for e in events:
+        _publish(producer, topic, e)
+    await poll(lambda: consumer.processed >= 120)
+    assert await _rows(engine, account) == 60
+    assert await _aggregates(engine, account) == before
+    assert consumer.dead_lettered == 0
+
+
+async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_events(
+    broker: TansuBroker,
+    producer: SpooledProducer,
+    consumer: IdempotentConsumer,
+    topics: tuple[str, str],
+    repository: UsageRepository,
+    account: str,
+    make_event: MakeEvent,
+    poll: Poll,
+) -> None:
+    topic, dlq = topics
+    # Same key as the good events: same partition, so the good ones really come after.
+    key = account.encode()
+    producer.publish(OutgoingRecord(topic, key, b"\xff\xff not protobuf", trace_headers("req_poison")))
+    invalid = make_event(request_id="")
+    producer.publish(OutgoingRecord(topic, key, invalid.SerializeToString(), trace_headers("req_invalid")))
+    good = [make_event() for _ in range(3)]
+    for e in good:
+        _publish(producer, topic, e)
+
+    async def all_good_stored() -> bool:
+        return all([await repository.get_request(e.request_id) is not None for e in good])
+
+    await poll(all_good_stored)
+    await poll(lambda: consumer.dead_lettered == 2)
+
+    reader = AIOKafkaConsumer(dlq, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        dead: list[Any] = []
+
+        async def read() -> bool:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                dead.extend(records)
+            return len(dead) >= 2
+
+        await poll(read)
+    finally:
+        await reader.stop()
+    reasons = sorted(dict(r.headers)["crossmodel-dlq-reason"].decode() for r in dead)
+    assert reasons[0].startswith("invalid UsageEvent: request_id is empty")
+    assert reasons[1].startswith("undecodable UsageEvent")
+    assert {dict(r.headers)["x-request-id"] for r in dead} == {b"req_poison", b"req_invalid"}
+    assert all(dict(r.headers)["crossmodel-dlq-source"].startswith(topic.encode()) for r in dead)
