@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -57,7 +58,30 @@ async def eventually(
 
 
 @dataclass(frozen=True, slots=True)
-class TestAccount:
+class Hop:
+    """One step of a request through the system. `operation` is what the callee's span is
+    named: the HTTP route, the gRPC method, or the topic (`{topic}` is the run's usage topic)."""
+
+    caller: str  # a service of SERVICES, or "client"
+    callee: str
+    via: str  # "http", "grpc" or "kafka"
+    operation: str
+    traced: bool = True  # the simulator stands in for a vendor and exports no spans
+
+
+# The path of one chat completion (ARCHITECTURE.md, "One request, end to end").
+HOPS: tuple[Hop, ...] = (
+    Hop("client", "edge", "http", "/v1/chat/completions"),
+    Hop("edge", "auth", "grpc", "crossmodel.auth.v1.AuthService/Authorize"),
+    Hop("edge", "router", "grpc", "crossmodel.router.v1.RouterService/Route"),
+    Hop("router", "simulator", "http", "/openai/v1/chat/completions", traced=False),
+    Hop("edge", "billing", "kafka", "{topic} process"),
+    Hop("edge", "usage", "kafka", "{topic} process"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKey:
     account_id: str
     key_id: str
     api_key: str
@@ -137,7 +161,7 @@ class Harness:
 
     # ------------------------------------------------------------ operator actions
 
-    async def new_account(self, name: str, *, credit_micros: int = 0) -> TestAccount:
+    async def new_account(self, name: str, *, credit_micros: int = 0) -> AccountKey:
         account = await self.auth.CreateAccount(auth_pb2.CreateAccountRequest(name=name), timeout=10)
         account_id = str(account.account.id)
         key = await self.auth.CreateKey(
@@ -145,7 +169,7 @@ class Harness:
         )
         if credit_micros:
             await self.top_up(account_id, credit_micros, f"test-credit:{account_id}")
-        return TestAccount(account_id, str(key.key.id), str(key.secret))
+        return AccountKey(account_id, str(key.key.id), str(key.secret))
 
     async def top_up(self, account_id: str, amount_micros: int, idempotency_key: str) -> int:
         resp = await self.billing.TopUp(
@@ -171,6 +195,86 @@ class Harness:
             return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
+
+    # ------------------------------------------------------------ the usage topic
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        topic = self.stack.config.usage_topic
+        await consumer.topics()  # refreshes the metadata that partitions_for_topic reads
+        return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+    async def read_usage_topic(self) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every record of the run's usage topic, from the beginning to the end."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka.url, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = await self._partitions(consumer)
+            consumer.assign(tps)
+            reported = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            while True:
+                batch = await consumer.getmany(timeout_ms=300)
+                for recs in batch.values():
+                    records.extend(recs)
+                # The end is where fetching stops returning records, not only the reported end
+                # offset: Tansu reports the last batch's base offset + 1 after a multi-record
+                # batch, while the records past it are there and fetchable.
+                if not batch and all([await consumer.position(tp) >= reported[tp] for tp in tps]):
+                    return records
+        finally:
+            await consumer.stop()
+
+    async def topic_ends(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset after the last record actually in the usage topic."""
+        ends: dict[TopicPartition, int] = {}
+        for r in await self.read_usage_topic():
+            tp = TopicPartition(r.topic, r.partition)
+            ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+        return ends
+
+    async def produce(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Produce records again as they were: same key, value and headers."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.infra.kafka.url, acks="all")
+        await producer.start()
+        try:
+            for r in records:
+                await producer.send(
+                    self.stack.config.usage_topic, value=r.value, key=r.key, headers=list(r.headers or ())
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The group's committed offsets on the usage topic (-1 where none yet)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.infra.kafka.url, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            out = {}
+            for tp in await self._partitions(consumer):
+                offset = await consumer.committed(tp)
+                out[tp] = -1 if offset is None else int(offset)
+            return out
+        finally:
+            await consumer.stop()
+
+    async def wait_consumed(
+        self, groups: tuple[str, ...] = ("billing", "usage"), timeout: float = 60
+    ) -> None:
+        """Until every group has committed the whole usage topic as it is now."""
+        ends = await self.topic_ends()
+
+        async def caught_up() -> bool:
+            for group in groups:
+                committed = await self.committed(group)
+                if any(committed.get(tp, -1) < end for tp, end in ends.items()):
+                    return False
+            return True
+
+        await eventually(caught_up, timeout=timeout, interval=0.2, what=f"consumer groups {groups} caught up")
 
     def log_tails(self, lines: int = 25) -> str:
         parts = []
