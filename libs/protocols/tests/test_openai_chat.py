@@ -471,16 +471,6 @@ def test_renderer_without_upstream_start_still_leads_with_role_and_ends_with_don
     assert lines[-1] == b"data: [DONE]"
 
 
-def test_in_stream_error_is_openai_error_object() -> None:
-    renderer = ChatIngress().stream_renderer(_stream_request("a/b", False))
-    out = renderer.render_error(ErrorKind.UPSTREAM_ERROR, "boom")
-    assert out.startswith(b"data: ")
-    assert out.endswith(b"\n\n")
-    err = orjson.loads(out[6:])["error"]
-    assert err["message"] == "boom"
-    assert err["type"] == "server_error"
-
-
 # ------------------------------------------------------------------------------ non-stream
 
 

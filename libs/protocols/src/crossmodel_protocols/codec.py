@@ -56,7 +56,11 @@ class UpstreamError:
 
 
 class StreamRenderer(TypingProtocol):
-    """Renders canonical stream events as the client's protocol bytes (SSE framed)."""
+    """Renders canonical stream events as the client's protocol bytes (SSE framed).
+
+    In-stream errors are not the renderer's: the router stops the stream and sends a RouteError
+    frame, and the edge closes the stream with `crossmodel_protocols.errors.render_stream_error`.
+    Renderers return b"" for `StreamError`."""
 
     content_type: str
 
@@ -67,10 +71,6 @@ class StreamRenderer(TypingProtocol):
     def close(self) -> bytes:
         """Bytes that end a stream that finished normally (e.g. the usage chunk and
         `data: [DONE]`, or `message_delta` + `message_stop`)."""
-        ...
-
-    def render_error(self, kind: ErrorKind, message: str, *, param: str = "", code: str = "") -> bytes:
-        """The protocol's in-stream error, ending a stream that already sent bytes."""
         ...
 
 

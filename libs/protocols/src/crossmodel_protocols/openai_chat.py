@@ -57,7 +57,6 @@ from crossmodel_protocols.canonical import (
     UsageUpdate,
 )
 from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
-from crossmodel_protocols.errors import ApiError, error_type_for, render_stream_error
 from crossmodel_protocols.sse import SSEDecoder, encode_data
 
 CONTENT_TYPE_JSON = "application/json"
@@ -590,7 +589,7 @@ class ChatStreamRenderer:
             self._usage = event.usage
             return b""
         if isinstance(event, StreamError):
-            return head + self.render_error(event.error_kind, event.message)
+            return b""  # the edge renders in-stream errors (errors.render_stream_error)
         return head  # BlockStop: chat has no block framing
 
     def close(self) -> bytes:
@@ -608,10 +607,6 @@ class ChatStreamRenderer:
             }
             out += encode_data(orjson.dumps(chunk))
         return out + DONE
-
-    def render_error(self, kind: ErrorKind, message: str, *, param: str = "", code: str = "") -> bytes:
-        err = ApiError(error_type_for(kind), message, param or None, code or None)
-        return render_stream_error(err, Protocol.OPENAI_CHAT)
 
 
 class ChatIngress:
