@@ -1,0 +1,34 @@
+"""The edge's one Settings class (environment prefix CROSSMODEL_EDGE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from crossmodel_common.config import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CROSSMODEL_EDGE_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    auth_target: str
+    router_target: str
+    billing_target: str
+    usage_target: str
+
+    kafka_bootstrap: str
+    kafka_idempotence: bool = False
+    usage_topic: str = "usage.v1"
+    spool_dir: Path
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    # Deadlines of the calls the edge makes. Route covers a whole (possibly long) stream.
+    auth_timeout_seconds: float = 2.0
+    route_timeout_seconds: float = 600.0
+    backend_timeout_seconds: float = 5.0
+    # How often the cached model catalog is refreshed from the router.
+    catalog_refresh_seconds: float = 30.0
