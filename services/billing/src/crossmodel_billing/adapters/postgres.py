@@ -1,0 +1,250 @@
+"""The LedgerStore port on PostgreSQL (SQLAlchemy 2 async, asyncpg).
+
+Every ledger entry and the balance it produces are written in one transaction; the balance row
+is the lock that orders an account's entries, and its version numbers them in commit order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from crossmodel_billing.adapters.tables import balances, key_spend, ledger_entries
+from crossmodel_billing.domain.ledger import Balance, Charge, ChargeOutcome, Credit, EntryKind, LedgerEntry
+from crossmodel_common.ids import new_id
+
+_PAGE = 1000
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _balance(row: Any) -> Balance:
+    return Balance(
+        account_id=row.account_id,
+        balance_micros=row.balance_micros,
+        total_charged_micros=row.total_charged_micros,
+        total_credited_micros=row.total_credited_micros,
+        version=row.version,
+    )
+
+
+def _entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        account_id=row.account_id,
+        kind=EntryKind(row.kind),
+        amount_micros=row.amount_micros,
+        balance_after_micros=row.balance_after_micros,
+        created_at_ms=_ms(row.created_at),
+        request_id=row.request_id or "",
+        idempotency_key=row.idempotency_key or "",
+        description=row.description,
+        key_id=row.key_id,
+        model=row.model,
+    )
+
+
+class PostgresLedger:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    async def _apply(conn: AsyncConnection, account_id: str, amount: int) -> Balance:
+        """Add `amount` (signed) to the account's balance, creating it at 0 first; locks the row
+        until the transaction ends."""
+        charged = -amount if amount < 0 else 0
+        credited = amount if amount > 0 else 0
+        stmt = (
+            insert(balances)
+            .values(
+                account_id=account_id,
+                balance_micros=amount,
+                total_charged_micros=charged,
+                total_credited_micros=credited,
+                version=1,
+                updated_at=func.now(),
+            )
+            .on_conflict_do_update(
+                index_elements=[balances.c.account_id],
+                set_={
+                    "balance_micros": balances.c.balance_micros + amount,
+                    "total_charged_micros": balances.c.total_charged_micros + charged,
+                    "total_credited_micros": balances.c.total_credited_micros + credited,
+                    "version": balances.c.version + 1,
+                    "updated_at": func.now(),
+                },
+            )
+            .returning(*balances.c)
+        )
+        return _balance((await conn.execute(stmt)).one())
+
+    @staticmethod
+    async def _read_balance(conn: AsyncConnection, account_id: str) -> Balance:
+        row = (await conn.execute(select(balances).where(balances.c.account_id == account_id))).first()
+        return _balance(row) if row is not None else Balance(account_id=account_id)
+
+    @staticmethod
+    async def _read_spend(conn: AsyncConnection, key_id: str) -> int | None:
+        if not key_id:
+            return None
+        spent = (
+            await conn.execute(select(key_spend.c.spent_micros).where(key_spend.c.key_id == key_id))
+        ).scalar()
+        return int(spent) if spent is not None else 0
+
+    @staticmethod
+    async def _exists(conn: AsyncConnection, where: ColumnElement[bool]) -> Any:
+        return (await conn.execute(select(ledger_entries).where(where))).first()
+
+    async def charge(self, charge: Charge) -> ChargeOutcome:
+        is_dup = (ledger_entries.c.kind == EntryKind.CHARGE.value) & (
+            ledger_entries.c.request_id == charge.request_id
+        )
+        async with self._engine.connect() as conn:
+            # Redelivered events are the common duplicate: answer them without taking the lock.
+            if await self._exists(conn, is_dup) is None:
+                balance = await self._apply(conn, charge.account_id, -charge.cost_micros)
+                inserted = (
+                    await conn.execute(
+                        insert(ledger_entries)
+                        .values(
+                            id=new_id("le"),
+                            account_id=charge.account_id,
+                            kind=EntryKind.CHARGE.value,
+                            amount_micros=-charge.cost_micros,
+                            balance_after_micros=balance.balance_micros,
+                            balance_version=balance.version,
+                            request_id=charge.request_id,
+                            key_id=charge.key_id,
+                            model=charge.model,
+                            description=charge.description,
+                            created_at=func.now(),
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(ledger_entries.c.id)
+                    )
+                ).first()
+                if inserted is not None:
+                    spent = None
+                    if charge.key_id:
+                        spent = (
+                            await conn.execute(
+                                insert(key_spend)
+                                .values(
+                                    key_id=charge.key_id,
+                                    account_id=charge.account_id,
+                                    spent_micros=charge.cost_micros,
+                                    updated_at=func.now(),
+                                )
+                                .on_conflict_do_update(
+                                    index_elements=[key_spend.c.key_id],
+                                    set_={
+                                        "spent_micros": key_spend.c.spent_micros + charge.cost_micros,
+                                        "updated_at": func.now(),
+                                    },
+                                )
+                                .returning(key_spend.c.spent_micros)
+                            )
+                        ).scalar_one()
+                    await conn.commit()
+                    return ChargeOutcome(True, balance, spent)
+                # A concurrent delivery of the same event won the race.
+                await conn.rollback()
+            balance = await self._read_balance(conn, charge.account_id)
+            spent = await self._read_spend(conn, charge.key_id)
+            await conn.rollback()
+        return ChargeOutcome(False, balance, spent)
+
+    async def credit(self, credit: Credit, entry_id: str) -> tuple[LedgerEntry, bool, Balance]:
+        same_key = (ledger_entries.c.account_id == credit.account_id) & (
+            ledger_entries.c.idempotency_key == credit.idempotency_key
+        )
+        kind = EntryKind.ADJUSTMENT if credit.adjustment else EntryKind.TOP_UP
+        async with self._engine.connect() as conn:
+            if await self._exists(conn, same_key) is None:
+                balance = await self._apply(conn, credit.account_id, credit.amount_micros)
+                row = (
+                    await conn.execute(
+                        insert(ledger_entries)
+                        .values(
+                            id=entry_id,
+                            account_id=credit.account_id,
+                            kind=kind.value,
+                            amount_micros=credit.amount_micros,
+                            balance_after_micros=balance.balance_micros,
+                            balance_version=balance.version,
+                            idempotency_key=credit.idempotency_key,
+                            key_id="",
+                            model="",
+                            description=credit.description,
+                            created_at=func.now(),
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(*ledger_entries.c)
+                    )
+                ).first()
+                if row is not None:
+                    await conn.commit()
+                    return _entry(row), False, balance
+                await conn.rollback()
+            earlier = await self._exists(conn, same_key)
+            balance = await self._read_balance(conn, credit.account_id)
+            await conn.rollback()
+        return _entry(earlier), True, balance
+
+    async def balance(self, account_id: str) -> Balance:
+        async with self._engine.connect() as conn:
+            return await self._read_balance(conn, account_id)
+
+    async def entries(self, account_id: str, limit: int, before_ms: int) -> list[LedgerEntry]:
+        stmt = (
+            select(ledger_entries)
+            .where(ledger_entries.c.account_id == account_id)
+            .order_by(ledger_entries.c.created_at.desc(), ledger_entries.c.id.desc())
+            .limit(limit)
+        )
+        if before_ms > 0:
+            stmt = stmt.where(ledger_entries.c.created_at < datetime.fromtimestamp(before_ms / 1000, tz=UTC))
+        async with self._engine.connect() as conn:
+            return [_entry(r) for r in await conn.execute(stmt)]
+
+    async def key_spend(self, key_id: str) -> int:
+        async with self._engine.connect() as conn:
+            return await self._read_spend(conn, key_id) or 0
+
+    async def all_balances(self) -> AsyncIterator[Balance]:
+        after = ""
+        while True:
+            stmt = (
+                select(balances)
+                .where(balances.c.account_id > after)
+                .order_by(balances.c.account_id)
+                .limit(_PAGE)
+            )
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+            for row in rows:
+                yield _balance(row)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1].account_id
+
+    async def all_key_spends(self) -> AsyncIterator[tuple[str, str, int]]:
+        after = ""
+        while True:
+            stmt = (
+                select(key_spend).where(key_spend.c.key_id > after).order_by(key_spend.c.key_id).limit(_PAGE)
+            )
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(stmt)).all()
+            for row in rows:
+                yield row.account_id, row.key_id, row.spent_micros
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1].key_id
