@@ -1,0 +1,19 @@
+"""Which codec speaks each ingress protocol and each provider type. New protocols and vendors
+are added here and nowhere else in the router."""
+
+from __future__ import annotations
+
+from crossmodel_protocols.canonical import Protocol
+from crossmodel_protocols.codec import IngressCodec, ProviderCodec
+from crossmodel_protocols.openai_chat import ChatIngress, ChatProvider, Dialect
+from crossmodel_router.domain.catalog import ProviderType
+
+INGRESS: dict[Protocol, IngressCodec] = {
+    Protocol.OPENAI_CHAT: ChatIngress(),
+}
+
+PROVIDERS: dict[ProviderType, ProviderCodec] = {
+    ProviderType.OPENAI: ChatProvider(Dialect.OPENAI),
+    ProviderType.DEEPSEEK: ChatProvider(Dialect.DEEPSEEK),
+    ProviderType.OPENAI_COMPATIBLE: ChatProvider(Dialect.COMPATIBLE),
+}
