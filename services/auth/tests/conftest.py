@@ -14,10 +14,18 @@ import pytest
 from redis.asyncio import Redis
 
 from crossmodel.auth.v1 import auth_pb2_grpc
+from crossmodel.billing.v1 import billing_pb2_grpc
 from crossmodel_auth.__main__ import MIGRATIONS, Running, start
 from crossmodel_auth.config import Settings
+from crossmodel_billing.__main__ import MIGRATIONS as BILLING_MIGRATIONS
+from crossmodel_billing.adapters.postgres import PostgresLedger
+from crossmodel_billing.adapters.wallet import RedisPublisher
+from crossmodel_billing.domain.billing import Billing
+from crossmodel_billing.server import SERVICE_NAME as BILLING_SERVICE
+from crossmodel_billing.server import BillingServicer
 from crossmodel_common.balance_state import BalanceState
-from crossmodel_common.db import run_migrations
+from crossmodel_common.db import make_engine, run_migrations
+from crossmodel_common.grpcio import GrpcServer
 from crossmodel_common.ids import new_ulid
 
 PG_ADMIN = os.environ.get("CROSSMODEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -99,3 +107,33 @@ async def auth_pair(
     _, a = await start_auth()
     _, b = await start_auth()
     return a, b
+
+
+@pytest.fixture(scope="session")
+async def billing() -> AsyncIterator[tuple[str, Billing]]:
+    """Billing's gRPC API on its own database (no consumer): the balance read-through target."""
+    name = f"cm_auth_billing_test_{new_ulid()}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    await asyncio.to_thread(run_migrations, BILLING_MIGRATIONS, url)
+    engine = make_engine(url)
+    client = Redis.from_url(REDIS_URL)
+    domain = Billing(PostgresLedger(engine), RedisPublisher(BalanceState(client)))
+    server = GrpcServer("127.0.0.1:0", [BILLING_SERVICE], grace=1)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(
+        BillingServicer(domain, currency="USD"), server.server
+    )
+    await server.start()
+    yield f"127.0.0.1:{server.port}", domain
+    await server.stop()
+    await client.aclose()
+    await engine.dispose()
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

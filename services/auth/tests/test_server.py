@@ -11,15 +11,19 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from crossmodel.auth.v1 import auth_pb2 as pb
 from crossmodel.auth.v1.auth_pb2_grpc import AuthServiceStub
-from crossmodel_common.balance_state import BalanceState
+from crossmodel_billing.domain.billing import Billing
+from crossmodel_billing.domain.ledger import Charge, Credit
+from crossmodel_common.balance_state import BalanceState, balance_key, key_spent_key
 from crossmodel_common.db import make_engine
-from crossmodel_common.ids import new_request_id
+from crossmodel_common.ids import new_id, new_request_id
 
 Pair = tuple[AuthServiceStub, AuthServiceStub]
+StartAuth = Callable[..., Awaitable[tuple[object, AuthServiceStub]]]
 
 
 async def eventually(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
@@ -271,3 +275,36 @@ async def test_no_balance_state_and_no_billing_is_unavailable(auth: AuthServiceS
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _authorize(auth, created.secret)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_balance_and_spend_are_read_from_billing_when_redis_lost_them(
+    start_auth: StartAuth, billing: tuple[str, Billing], redis: Redis
+) -> None:
+    target, ledger = billing
+    _, auth = await start_auth(billing_target=target)
+    account_id, created = await _account_with_key(auth, spend_cap_micros=1_000)
+    await ledger.credit(Credit(account_id, 5_000, new_id("pay"), "top-up", adjustment=False))
+    await ledger.settle(Charge(new_request_id(), account_id, created.key.id, "m", 900))
+    # As if Redis had restarted empty: no balance, no spend for this account.
+    await redis.delete(balance_key(account_id), key_spent_key(account_id))
+
+    refused = await _authorize(auth, created.secret, reserve=200)
+    assert refused.decision == pb.DECISION_SPEND_CAP_EXCEEDED
+    allowed = await _authorize(auth, created.secret, reserve=100)
+    assert allowed.decision == pb.DECISION_ALLOWED
+    state = await BalanceState(redis).account_state(account_id)
+    assert (state.balance_micros, state.version, state.held_micros) == (4_100, 0, 100)
+
+    # Billing's next publish replaces the seeded copy.
+    await ledger.credit(Credit(account_id, 1, new_id("pay"), "top-up", adjustment=False))
+    assert (await BalanceState(redis).account_state(account_id)).balance_micros == 4_101
+
+
+async def test_a_new_account_starts_at_zero(start_auth: StartAuth, billing: tuple[str, Billing]) -> None:
+    target, ledger = billing
+    _, auth = await start_auth(billing_target=target)
+    account_id, created = await _account_with_key(auth)
+    assert (await _authorize(auth, created.secret, reserve=1)).decision == pb.DECISION_INSUFFICIENT_BALANCE
+    await ledger.credit(Credit(account_id, 10, new_id("pay"), "top-up", adjustment=False))
+    assert (await _authorize(auth, created.secret, reserve=10)).decision == pb.DECISION_ALLOWED
+    assert (await _authorize(auth, created.secret, reserve=1)).decision == pb.DECISION_INSUFFICIENT_BALANCE

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,6 +46,7 @@ class Running:
     admission: Admission
 
     async def stop(self) -> None:
+        await self.server.health.enter_graceful_shutdown()
         await self.server.stop()
         await self.recorder.stop()
         await self.billing.close()
@@ -76,21 +78,34 @@ async def start(settings: Settings) -> Running:
 
 
 async def serve(settings: Settings) -> None:
+    # Listen for SIGTERM before anything slow starts, so an early stop is still graceful.
+    shutdown = asyncio.ensure_future(wait_for_shutdown_signal())
+    await asyncio.sleep(0)
     running = await start(settings)
-    SQLAlchemyInstrumentor().instrument(engine=running.engine.sync_engine)
+    SQLAlchemyInstrumentor().instrument(engine=running.engine.sync_engine, enable_commenter=False)
     log.info("auth serving", listen=settings.listen, port=running.server.port)
-    await wait_for_shutdown_signal()
-    log.info("auth stopping")
-    await running.stop()
+    try:
+        await shutdown
+    finally:
+        log.info("auth stopping")
+        await running.stop()
 
 
 def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    try:
+        settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    except ValidationError as exc:
+        problems = ", ".join(
+            f"CROSSMODEL_AUTH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        sys.exit(f"auth: cannot start, settings missing or invalid: {problems}")
     setup_logging("auth", settings.log_level)
-    if sys.argv[1:2] == ["migrate"]:
+    if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)
-        log.info("auth migrations applied")
+        log.info("auth database migrated")
         return
+    if sys.argv[1:]:
+        sys.exit(f"usage: python -m crossmodel_auth [migrate]  (unknown arguments: {' '.join(sys.argv[1:])})")
     setup_telemetry("auth")
     RedisInstrumentor().instrument()
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -104,7 +105,14 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    try:
+        settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    except ValidationError as exc:
+        problems = ", ".join(
+            f"CROSSMODEL_BILLING_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        sys.exit(f"billing: cannot start, settings missing or invalid: {problems}")
     setup_logging("billing", settings.log_level)
     if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)
