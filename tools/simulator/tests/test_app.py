@@ -193,3 +193,25 @@ async def test_runs_as_a_process() -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def _stats(base: str) -> dict[str, int]:
+    async with aiohttp.ClientSession() as s, s.get(base + "/_sim/stats") as r:
+        data: dict[str, int] = await r.json()
+        return data
+
+
+async def test_a_caller_leaving_mid_stream_is_counted(simulator_url: str) -> None:
+    before = (await _stats(simulator_url))["client_disconnects"]
+    body = {"model": "m", "messages": user("[sim:words=200] [sim:chunk_delay_ms=20]"), "stream": True}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(simulator_url + "/openai/v1/chat/completions", json=body) as r,
+    ):
+        await r.content.readany()
+    for _ in range(200):
+        if (await _stats(simulator_url))["client_disconnects"] > before:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the simulator did not notice the caller leaving")

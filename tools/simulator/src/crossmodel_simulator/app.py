@@ -18,6 +18,7 @@ import math
 import secrets
 import string
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from aiohttp import web
 from crossmodel_simulator.script import Expected, expected_completion
 
 _ALNUM = string.ascii_letters + string.digits
+STATS = web.AppKey("stats", dict[str, int])
 
 OPENAI_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o4-mini", "gpt-5")
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-pro")
@@ -109,6 +111,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(parsed, web.Response):
         return parsed
     body = parsed
+    request.app[STATS]["requests"] += 1
     exp = expected_completion(body)
     script = exp.script
     if script.delay_ms:
@@ -171,12 +174,36 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             c["usage"] = None
         return b"data: " + orjson.dumps(c) + b"\n\n"
 
+    try:
+        await _stream_body(request, resp, exp, chunk, vendor, cid, created, model, fp, include_usage)
+    except ConnectionResetError:
+        # The caller went away mid-stream (what a gateway does when its own client cancels).
+        request.app[STATS]["client_disconnects"] += 1
+    except asyncio.CancelledError:
+        request.app[STATS]["client_disconnects"] += 1
+        raise
+    return resp
+
+
+async def _stream_body(
+    request: web.Request,
+    resp: web.StreamResponse,
+    exp: Expected,
+    chunk: Callable[..., bytes],
+    vendor: str,
+    cid: str,
+    created: int,
+    model: str,
+    fp: str,
+    include_usage: bool,
+) -> None:
+    script = exp.script
     delay = script.chunk_delay_ms / 1000
     await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
     for n, piece in enumerate(exp.pieces):
         if script.drop_after is not None and n >= script.drop_after:
             _drop(request)
-            return resp
+            return
         if script.error_after is not None and n >= script.error_after:
             err = {
                 "error": {
@@ -188,13 +215,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             }
             await resp.write(b"data: " + orjson.dumps(err) + b"\n\n")
             await resp.write_eof()
-            return resp
+            return
         if delay:
             await asyncio.sleep(delay)
         await resp.write(chunk({"content": piece}))
     if script.drop_after is not None and script.drop_after <= len(exp.pieces):
         _drop(request)
-        return resp
+        return
     await resp.write(chunk({}, exp.finish_reason))
     if include_usage:
         final = {
@@ -210,7 +237,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
-    return resp
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -231,9 +257,16 @@ async def healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Counters for tests: requests served and streams the caller abandoned."""
+    return web.Response(body=orjson.dumps(request.app[STATS]), content_type="application/json")
+
+
 def create_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATS] = {"requests": 0, "client_disconnects": 0}
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/_sim/stats", stats)
     app.router.add_post("/deepseek/chat/completions", chat_completions)
     app.router.add_get("/deepseek/models", list_models)
     app.router.add_post("/{vendor}/v1/chat/completions", chat_completions)
