@@ -1,0 +1,501 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from crossmodel_protocols.canonical import (
+    BlockStart,
+    ErrorKind,
+    FinishReason,
+    ImagePart,
+    InvalidRequest,
+    Message,
+    ReasoningConfig,
+    ReasoningDelta,
+    ReasoningPart,
+    RefusalPart,
+    Request,
+    Response,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    SystemPart,
+    TextDelta,
+    TextPart,
+    Tool,
+    ToolArgumentsDelta,
+    ToolCallPart,
+    ToolChoice,
+    ToolResultPart,
+    Usage,
+    UsageUpdate,
+)
+from crossmodel_protocols.openai_responses import (
+    ResponsesIngress,
+    ResponsesProvider,
+    ResponsesStreamParser,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "responses"
+
+
+def golden(name: str) -> bytes:
+    return (GOLDEN / name).read_bytes()
+
+
+def parse(body: dict[str, Any]) -> Request:
+    return ResponsesIngress().parse_request(orjson.dumps(body), {})
+
+
+def feed_in_pieces(wire: bytes, size: int) -> list[StreamEvent]:
+    parser = ResponsesStreamParser()
+    events: list[StreamEvent] = []
+    for i in range(0, len(wire), size):
+        events.extend(parser.feed(wire[i : i + size]))
+    events.extend(parser.close())
+    return events
+
+
+def render_all(request: Request, events: list[StreamEvent]) -> bytes:
+    renderer = ResponsesIngress().stream_renderer(request)
+    return b"".join(renderer.render(e) for e in events) + renderer.close()
+
+
+def sse_payloads(wire: bytes) -> list[dict[str, Any]]:
+    out = []
+    for block in wire.decode().split("\n\n"):
+        if not block:
+            continue
+        name, data = block.split("\n")
+        payload = orjson.loads(data.removeprefix("data: "))
+        assert name == f"event: {payload['type']}"
+        out.append(payload)
+    return out
+
+
+# ------------------------------------------------------------------------------ ingress parse
+
+
+def test_parse_full_request() -> None:
+    req = parse(
+        {
+            "model": "openai/gpt-5-mini",
+            "instructions": "Be brief.",
+            "input": [
+                {"role": "developer", "content": "Use metric."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What is this?"},
+                        {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "low"},
+                        {"type": "input_image", "image_url": "data:image/png;base64,iVBOR"},
+                    ],
+                },
+                {
+                    "type": "reasoning",
+                    "id": "rs_1",
+                    "summary": [{"type": "summary_text", "text": "Looking."}],
+                    "encrypted_content": "enc",
+                },
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "A cat."}],
+                },
+                {
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "lookup",
+                    "arguments": "{}",
+                    "id": "fc_1",
+                },
+                {"type": "function_call_output", "call_id": "call_1", "output": "found"},
+                {"role": "user", "content": "thanks"},
+            ],
+            "tools": [
+                {"type": "function", "name": "lookup", "parameters": {"type": "object"}, "strict": False},
+                {"type": "web_search"},
+            ],
+            "tool_choice": {"type": "function", "name": "lookup"},
+            "parallel_tool_calls": False,
+            "max_output_tokens": 500,
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "text": {
+                "format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": True}
+            },
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "include": ["reasoning.encrypted_content"],
+            "safety_identifier": "user-42",
+            "user": "legacy",
+            "metadata": {"k": "v"},
+            "store": False,
+            "stream": True,
+            "truncation": "auto",
+        }
+    )
+    assert req.ingress.value == "openai.responses"
+    assert req.system == [
+        SystemPart("Be brief.", role="developer"),
+        SystemPart("Use metric.", role="developer"),
+    ]
+    assert [m.role for m in req.messages] == ["user", "assistant", "tool", "user"]
+    assert req.messages[0].content == [
+        TextPart("What is this?"),
+        ImagePart(url="https://x.test/a.png", detail="low"),
+        ImagePart(data="iVBOR", media_type="image/png"),
+    ]
+    reasoning, text, call = req.messages[1].content
+    assert isinstance(reasoning, ReasoningPart)
+    assert (reasoning.text, reasoning.item_id, reasoning.encrypted_content) == ("Looking.", "rs_1", "enc")
+    assert text == TextPart("A cat.")
+    assert call == ToolCallPart(id="call_1", name="lookup", arguments="{}", item_id="fc_1")
+    assert req.messages[2].content == [ToolResultPart("call_1", [TextPart("found")])]
+    assert req.tools[0] == Tool(name="lookup", parameters={"type": "object"}, strict=False)
+    assert req.tools[1].kind == "web_search"
+    assert req.tool_choice == ToolChoice("tool", "lookup", disable_parallel=True)
+    assert req.max_tokens == 500
+    assert req.response_format is not None
+    assert (req.response_format.type, req.response_format.name) == ("json_schema", "out")
+    assert req.reasoning == ReasoningConfig(effort="low", summary="auto", include_encrypted=True)
+    assert req.end_user == "user-42"
+    assert req.metadata == {"k": "v"}
+    assert req.stream is True
+    assert req.extra == {"truncation": "auto"}
+
+
+def test_string_input_is_one_user_message() -> None:
+    req = parse({"model": "m", "input": "hello"})
+    assert req.messages == [Message("user", [TextPart("hello")])]
+    assert req.system == []
+    assert req.end_user == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"input": "x"}, "model", "missing_required_parameter"),
+        ({"model": "m"}, "input", "missing_required_parameter"),
+        ({"model": "m", "input": 3}, "input", "invalid_type"),
+        ({"model": "m", "input": "x", "foo": 1}, "foo", "unknown_parameter"),
+        ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role", "invalid_value"),
+        ({"model": "m", "input": [{"role": "user"}]}, "input[0].content", "missing_required_parameter"),
+        (
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]},
+            "input[0].content[0].type",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "input": [{"type": "function_call", "call_id": "c", "name": "f"}]},
+            "input[0].arguments",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "input": [{"type": "function_call_output", "output": "x"}]},
+            "input[0].call_id",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]},
+            "input[0].type",
+            "unsupported_value",
+        ),
+        ({"model": "m", "input": [{"type": "bogus"}]}, "input[0].type", "invalid_value"),
+        ({"model": "m", "input": "x", "max_output_tokens": 8}, "max_output_tokens", "invalid_value"),
+        ({"model": "m", "input": "x", "temperature": 3}, "temperature", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "tools": [{"type": "function"}]},
+            "tools[0].name",
+            "missing_required_parameter",
+        ),
+        ({"model": "m", "input": "x", "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "text": {"format": {"type": "xml"}}},
+            "text.format.type",
+            "invalid_value",
+        ),
+        (
+            {"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}},
+            "text.format.name",
+            "missing_required_parameter",
+        ),
+        ({"model": "m", "input": "x", "reasoning": {"effort": "max"}}, "reasoning.effort", "invalid_value"),
+        ({"model": "m", "input": "x", "stream_options": {}}, "stream_options", "invalid_value"),
+        ({"model": "m", "input": "x", "instructions": 5}, "instructions", "invalid_type"),
+        (
+            {
+                "model": "m",
+                "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x"}]}],
+            },
+            "input[0].content[0].image_url",
+            "invalid_value",
+        ),
+    ],
+)
+def test_invalid_requests_name_the_field(body: dict[str, Any], param: str, code: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse(body)
+    assert err.value.param == param
+    assert err.value.code == code
+    assert err.value.kind is ErrorKind.INVALID_REQUEST
+    assert f"'{param}'" in err.value.message
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b""])
+def test_malformed_json_is_invalid_request(body: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        ResponsesIngress().parse_request(body, {})
+
+
+# ------------------------------------------------------------------------------ provider build
+
+
+def test_native_path_forwards_the_client_body_with_the_upstream_model() -> None:
+    body = {
+        "model": "openai/gpt-5-mini",
+        "input": "hi",
+        "previous_response_id": "resp_abc",
+        "include": ["reasoning.encrypted_content"],
+        "tools": [{"type": "web_search"}],
+        "store": True,
+        "stream": True,
+    }
+    up = ResponsesProvider().build_request(parse(body), "gpt-5-mini", "sk-up")
+    assert up.path == "/responses"
+    assert up.stream is True
+    assert up.headers["authorization"] == "Bearer sk-up"
+    assert orjson.loads(up.body) == {**body, "model": "gpt-5-mini"}
+
+
+def test_canonical_request_to_responses_upstream() -> None:
+    req = Request(
+        model="openai/gpt-5-mini",
+        system=[SystemPart("Be brief.")],
+        messages=[
+            Message("user", [TextPart("weather?"), ImagePart(data="AAAA", media_type="image/jpeg")]),
+            Message(
+                "assistant",
+                [
+                    ReasoningPart("thinking", signature="sig", provider=None),
+                    ReasoningPart(
+                        "",
+                        item_id="rs_9",
+                        encrypted_content="enc",
+                        summary=[],
+                        provider=ResponsesIngress.protocol,
+                    ),
+                    TextPart("Checking."),
+                    ToolCallPart(id="call_1", name="get_weather", arguments='{"city":"Paris"}'),
+                ],
+            ),
+            Message("tool", [ToolResultPart("call_1", [TextPart("sunny")])]),
+        ],
+        stream=True,
+        max_tokens=8,
+        temperature=0.5,
+        tools=[Tool(name="get_weather", description="Weather", parameters={"type": "object"})],
+        tool_choice=ToolChoice("required", disable_parallel=True),
+        reasoning=ReasoningConfig(budget_tokens=2000),
+        end_user="u-1",
+    )
+    body = orjson.loads(ResponsesProvider().build_request(req, "gpt-5-mini", "k").body)
+    assert body == {
+        "model": "gpt-5-mini",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "weather?"},
+                    {"type": "input_image", "image_url": "data:image/jpeg;base64,AAAA", "detail": "auto"},
+                ],
+            },
+            {"type": "reasoning", "id": "rs_9", "summary": [], "encrypted_content": "enc"},
+            {
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Checking.", "annotations": []}],
+            },
+            {
+                "type": "function_call",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": '{"city":"Paris"}',
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        ],
+        "instructions": "Be brief.",
+        "stream": True,
+        "store": False,
+        "max_output_tokens": 16,
+        "temperature": 0.5,
+        "tools": [
+            {
+                "type": "function",
+                "name": "get_weather",
+                "description": "Weather",
+                "parameters": {"type": "object"},
+                "strict": False,
+            }
+        ],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "safety_identifier": "u-1",
+    }
+
+
+# ------------------------------------------------------------------------------ provider parse
+
+
+@pytest.mark.parametrize("size", [1, 17, 4096])
+def test_decode_upstream_stream(size: int) -> None:
+    events = feed_in_pieces(golden("openai_upstream_reasoning_tools.sse"), size)
+    assert isinstance(events[0], StreamStart)
+    assert events[0].id == "resp_68a1f0c2e5a48190b1d2c3e4f5a6b7c80d9e0f1a2b3c4d5e"
+    starts = [e for e in events if isinstance(e, BlockStart)]
+    assert [type(s.part).__name__ for s in starts] == ["ReasoningPart", "TextPart", "ToolCallPart"]
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    assert reasoning == "**Checking the weather**"
+    enc = [e.encrypted_content for e in events if isinstance(e, ReasoningDelta) and e.encrypted_content]
+    assert enc == ["gAAAAABoENC0-full"]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Let me check."
+    assert "".join(e.arguments for e in events if isinstance(e, ToolArgumentsDelta)) == '{"location":"Paris"}'
+    call = starts[2].part
+    assert isinstance(call, ToolCallPart)
+    assert call.id == "call_kZ1xT9wq3L0aB2cD4eF6gH8i"
+    assert call.item_id == "fc_68a1f0c5c3da8190c2d3e4f5a6b7c8d90d9e0f1a2b3c4d5e"
+    usage = [e for e in events if isinstance(e, UsageUpdate)][-1].usage
+    assert usage == Usage(input_tokens=75, output_tokens=82, cached_input_tokens=64, reasoning_tokens=64)
+    assert events[-1] == StreamFinish(FinishReason.TOOL_USE)
+
+
+def test_parse_upstream_non_stream_response() -> None:
+    resp = ResponsesProvider().parse_response(golden("openai_upstream_response.json"))
+    assert resp.id == "resp_68a1f0c2e5a48190b1d2c3e4f5a6b7c80d9e0f1a2b3c4d5e"
+    assert [type(p).__name__ for p in resp.content] == ["ReasoningPart", "TextPart", "ToolCallPart"]
+    assert resp.finish_reason is FinishReason.TOOL_USE
+    assert resp.usage == Usage(75, 82, 64, 0, 64)
+
+
+def test_upstream_incomplete_and_failed() -> None:
+    inc = {
+        "object": "response",
+        "status": "incomplete",
+        "incomplete_details": {"reason": "max_output_tokens"},
+        "output": [],
+    }
+    assert ResponsesProvider().parse_response(orjson.dumps(inc)).finish_reason is FinishReason.MAX_TOKENS
+    failed_stream = (
+        b"event: response.created\n"
+        b'data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1"}}\n\n'
+        b"event: response.failed\n"
+        b'data: {"type":"response.failed","sequence_number":1,"response":{"id":"resp_1",'
+        b'"status":"failed","error":{"code":"rate_limit_exceeded","message":"slow down"}}}\n\n'
+    )
+    events = feed_in_pieces(failed_stream, 9)
+    assert events[-1].kind == "error"
+    assert events[-1].error_kind is ErrorKind.UPSTREAM_RATE_LIMITED  # type: ignore[union-attr]
+
+
+def test_upstream_error_mapping() -> None:
+    body = orjson.dumps(
+        {"error": {"message": "Rate limit", "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+    )
+    err = ResponsesProvider().parse_error(429, body, {"retry-after-ms": "1500"})
+    assert err.kind is ErrorKind.UPSTREAM_RATE_LIMITED
+    assert err.retry_after_ms == 1500
+    assert err.code == "rate_limit_exceeded"
+    assert ResponsesProvider().parse_error(503, b"", {}).kind is ErrorKind.UPSTREAM_OVERLOADED
+
+
+# ------------------------------------------------------------------------------ ingress render
+
+
+def _client_request(**kw: Any) -> Request:
+    return parse({"model": "openai/gpt-5-mini", "input": "weather in Paris?", **kw})
+
+
+def test_client_stream_matches_golden_transcript() -> None:
+    events = feed_in_pieces(golden("openai_upstream_reasoning_tools.sse"), 64)
+    req = _client_request(
+        instructions="Be brief.", reasoning={"effort": "low", "summary": "auto"}, stream=True
+    )
+    assert render_all(req, events) == golden("client_reasoning_tools.sse")
+
+
+def test_client_stream_sequence_numbers_and_lifecycle() -> None:
+    events = feed_in_pieces(golden("openai_upstream_reasoning_tools.sse"), 64)
+    payloads = sse_payloads(render_all(_client_request(stream=True), events))
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert [p["type"] for p in payloads][:2] == ["response.created", "response.in_progress"]
+    assert payloads[-1]["type"] == "response.completed"
+    added = [p["output_index"] for p in payloads if p["type"] == "response.output_item.added"]
+    done = [p["output_index"] for p in payloads if p["type"] == "response.output_item.done"]
+    assert added == done == [0, 1, 2]
+
+
+def test_stream_round_trips_through_the_renderer_and_parser() -> None:
+    events = feed_in_pieces(golden("openai_upstream_reasoning_tools.sse"), 64)
+    wire = render_all(_client_request(stream=True), events)
+    again = feed_in_pieces(wire, 23)
+    # The renderer keeps the upstream's Responses ids and encrypted reasoning: nothing is lost.
+    assert [e for e in again if not isinstance(e, StreamStart)] == [
+        e for e in events if not isinstance(e, StreamStart)
+    ]
+
+
+def test_max_tokens_finish_ends_with_response_incomplete() -> None:
+    events: list[StreamEvent] = [
+        StreamStart("chatcmpl-1", "up", created=7),
+        BlockStart(0, TextPart("")),
+        TextDelta(0, "w1 w2"),
+        StreamFinish(FinishReason.MAX_TOKENS),
+        UsageUpdate(Usage(3, 16)),
+    ]
+    payloads = sse_payloads(render_all(_client_request(stream=True), events))
+    last = payloads[-1]
+    assert last["type"] == "response.incomplete"
+    assert last["response"]["status"] == "incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert last["response"]["output"][0]["status"] == "incomplete"
+    assert last["response"]["usage"]["output_tokens"] == 16
+    assert last["response"]["id"].startswith("resp_")
+
+
+def test_reasoning_from_another_vendor_is_a_reasoning_item_never_text() -> None:
+    resp = Response(
+        "msg_01",
+        "claude",
+        [ReasoningPart("Let me think.", signature="sig", provider=None), TextPart("Hi.")],
+        FinishReason.END_TURN,
+        Usage(10, 20, reasoning_tokens=5),
+    )
+    out = orjson.loads(ResponsesIngress().render_response(resp, _client_request()))
+    assert out["output"][0]["type"] == "reasoning"
+    assert out["output"][0]["summary"] == [{"type": "summary_text", "text": "Let me think."}]
+    assert "encrypted_content" not in out["output"][0]
+    assert out["output"][1]["content"][0]["text"] == "Hi."
+    assert out["usage"]["output_tokens_details"] == {"reasoning_tokens": 5}
+
+
+def test_refusal_renders_as_refusal_content() -> None:
+    resp = Response("x", "m", [RefusalPart("I can't help with that.")], FinishReason.REFUSAL, Usage(1, 2))
+    out = orjson.loads(ResponsesIngress().render_response(resp, _client_request()))
+    assert out["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]
+    assert out["status"] == "incomplete"
+
+
+def test_error_in_stream_is_response_failed_with_next_sequence_number() -> None:
+    renderer = ResponsesIngress().stream_renderer(_client_request(stream=True))
+    head = renderer.render(StreamStart("resp_x", "m")) + renderer.render(BlockStart(0, TextPart("")))
+    head += renderer.render(TextDelta(0, "partial"))
+    tail = renderer.render_error(ErrorKind.UPSTREAM_TIMEOUT, "took too long")
+    payloads = sse_payloads(head + tail)
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert payloads[-1]["type"] == "response.failed"
+    assert payloads[-1]["response"]["id"] == "resp_x"
+    assert payloads[-1]["response"]["error"]["message"] == "took too long"
+    assert renderer.close() == b""
