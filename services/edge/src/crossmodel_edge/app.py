@@ -63,6 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="One API key for every model, through the protocols clients already speak.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own telemetry would open its server span before the request id exists and
+        # add spans per dependency and endpoint; EdgeMiddleware records the one span we need.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_middleware(EdgeMiddleware)
     app.add_exception_handler(HTTPException, _http_error)

@@ -49,6 +49,7 @@ class CatalogCache:
         self._timeout = timeout
         self.catalog: Catalog | None = None
         self._last_attempt = 0.0
+        self._failing = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -56,14 +57,23 @@ class CatalogCache:
     def loaded(self) -> bool:
         return self.catalog is not None
 
-    async def refresh(self) -> bool:
+    async def refresh(self, *, unless_fresher_than: float = 0.0) -> bool:
+        """Fetch the catalog; with `unless_fresher_than`, skip when another refresh ran within
+        that many seconds (concurrent misses wait for one call instead of making one each)."""
         async with self._lock:
+            if unless_fresher_than and time.monotonic() - self._last_attempt < unless_fresher_than:
+                return self.loaded
             self._last_attempt = time.monotonic()
             try:
                 resp = await self._router.ListModels(router_pb2.ListModelsRequest(), timeout=self._timeout)
             except grpc.aio.AioRpcError as exc:
-                log.warning("model catalog refresh failed", code=exc.code().name, details=exc.details())
+                if not self._failing:
+                    log.warning("model catalog refresh failed", code=exc.code().name, details=exc.details())
+                self._failing = True
                 return False
+            if self._failing:
+                log.info("model catalog refreshed again", models=len(resp.models))
+            self._failing = False
             self.catalog = Catalog(model_info(m) for m in resp.models)
             return True
 
@@ -75,9 +85,8 @@ class CatalogCache:
             found = cat.get(model_id)
             if found is not None:
                 return found
-        if cat is None or time.monotonic() - self._last_attempt > MISS_REFRESH_INTERVAL_S:
-            await self.refresh()
-            cat = self.catalog
+        await self.refresh(unless_fresher_than=MISS_REFRESH_INTERVAL_S)
+        cat = self.catalog
         return cat.get(model_id) if cat is not None else None
 
     async def _loop(self) -> None:
