@@ -44,7 +44,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.errors import ApiError, ErrorType, render_http
+from crossmodel_protocols.errors import ApiError, ErrorType, error_type_for, render_http, render_stream_error
 from crossmodel_protocols.openai_chat import ChatIngress, ChatStreamParser
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -71,8 +71,16 @@ def decode(wire: bytes, size: int) -> list[StreamEvent]:
 
 
 def render_all(request: Request, events: list[StreamEvent]) -> bytes:
+    """The bytes a client receives: the renderer's output and, as the router stops at an upstream
+    error and the edge ends the stream, the protocol's in-stream error instead of close()."""
     renderer = AnthropicIngress().stream_renderer(request)
-    return b"".join(renderer.render(e) for e in events) + renderer.close()
+    out = b""
+    for e in events:
+        if isinstance(e, StreamError):
+            err = ApiError(error_type_for(e.error_kind), e.message)
+            return out + render_stream_error(err, Protocol.ANTHROPIC_MESSAGES)
+        out += renderer.render(e)
+    return out + renderer.close()
 
 
 # A request in the shape Claude Code sends: system blocks with cache_control, tools with a
@@ -343,7 +351,7 @@ def test_anthropic_request_round_trips_through_canonical() -> None:
     """Messages body -> canonical -> Messages body: the same request reaches the upstream."""
     req = parse(CLAUDE_CODE_BODY, {"anthropic-beta": "interleaved-thinking-2025-05-14"})
     up = AnthropicProvider().build_request(req, "claude-sonnet-4-6", "sk-ant-test")
-    assert up.path == "/messages"
+    assert up.path == "/v1/messages"
     assert up.stream
     assert up.headers["x-api-key"] == "sk-ant-test"
     assert up.headers["anthropic-version"] == "2023-06-01"
@@ -638,15 +646,10 @@ def test_renderer_frames_a_stream_that_had_no_start() -> None:
     assert _sse_events(out)[-2][1]["delta"]["stop_reason"] == "max_tokens"
 
 
-def test_in_stream_error_ends_the_stream() -> None:
+def test_stream_error_event_renders_nothing_for_the_edge_to_end_the_stream() -> None:
     renderer = AnthropicIngress().stream_renderer(_stream_request())
-    out = renderer.render(StreamStart("msg_1", "x", usage=Usage(3, 1)))
-    out += renderer.render_error(ErrorKind.UPSTREAM_TIMEOUT, "upstream timed out")
-    assert renderer.close() == b""
-    assert _sse_events(out)[-1] == (
-        "error",
-        {"type": "error", "error": {"type": "timeout_error", "message": "upstream timed out"}},
-    )
+    renderer.render(StreamStart("msg_1", "x", usage=Usage(3, 1)))
+    assert renderer.render(StreamError(ErrorKind.UPSTREAM_TIMEOUT, "upstream timed out")) == b""
 
 
 # ------------------------------------------------------------------------------ provider errors

@@ -7,10 +7,12 @@ https://docs.anthropic.com/en/api/messages-streaming defines them:
     message_start (complete usage) · per block: content_block_start, ping after the first one,
     content_block_delta (text_delta | input_json_delta | thinking_delta | signature_delta),
     content_block_stop · message_delta (stop_reason, cumulative usage) · message_stop
-    and `event: error` when a started stream fails.
+    (a started stream that fails ends with `event: error`, written by the edge from
+    `errors.render_stream_error`).
 
 Provider (`AnthropicProvider`): canonical -> an Anthropic upstream request (`x-api-key`,
-`anthropic-version`), upstream JSON / SSE -> canonical, including thinking with signatures,
+`anthropic-version`, path `/v1/messages` under the SDK-style base URL `https://api.anthropic.com`),
+upstream JSON / SSE -> canonical, including thinking with signatures,
 redacted thinking, tool use with streamed `input_json_delta`, cache usage and in-stream errors.
 
 Usage: Anthropic's `input_tokens` counts only the uncached prompt tokens; the prompt is
@@ -65,7 +67,6 @@ from crossmodel_protocols.canonical import (
     UsageUpdate,
 )
 from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
-from crossmodel_protocols.errors import ApiError, error_type_for, render_stream_error
 from crossmodel_protocols.estimate import estimate_input_tokens
 from crossmodel_protocols.sse import SSEDecoder, encode_event
 
@@ -759,7 +760,7 @@ class AnthropicStreamRenderer:
             self._finish = event.finish_reason
             self._stop_sequence = event.stop_sequence
             return head + self._stop_open()
-        return head + self.render_error(event.error_kind, event.message)
+        return b""  # StreamError: the edge ends the stream (errors.render_stream_error)
 
     def _block_start(self, event: BlockStart) -> bytes:
         part = event.part
@@ -807,11 +808,6 @@ class AnthropicStreamRenderer:
             "usage": usage_to_anthropic(self._usage or Usage()),
         }
         return out + encode_event("message_delta", orjson.dumps(delta)) + _MESSAGE_STOP
-
-    def render_error(self, kind: ErrorKind, message: str, *, param: str = "", code: str = "") -> bytes:
-        self._closed = True
-        err = ApiError(error_type_for(kind), message, param or None, code or None)
-        return render_stream_error(err, Protocol.ANTHROPIC_MESSAGES)
 
 
 class AnthropicIngress:
@@ -1321,7 +1317,7 @@ class AnthropicProvider:
     def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
         body = orjson.dumps(build_messages_body(request, upstream_model, self.default_max_tokens))
         return UpstreamRequest(
-            "/messages", body, self.headers(api_key, request.anthropic_beta), request.stream
+            "/v1/messages", body, self.headers(api_key, request.anthropic_beta), request.stream
         )
 
     def parse_response(self, body: bytes) -> Response:
