@@ -3,6 +3,7 @@ are added here and nowhere else in the router."""
 
 from __future__ import annotations
 
+from crossmodel_protocols.anthropic import AnthropicIngress, AnthropicProvider
 from crossmodel_protocols.canonical import Protocol
 from crossmodel_protocols.codec import IngressCodec, ProviderCodec
 from crossmodel_protocols.openai_chat import ChatIngress, ChatProvider, Dialect
@@ -10,10 +11,12 @@ from crossmodel_router.domain.catalog import ProviderType
 
 INGRESS: dict[Protocol, IngressCodec] = {
     Protocol.OPENAI_CHAT: ChatIngress(),
+    Protocol.ANTHROPIC_MESSAGES: AnthropicIngress(),
 }
 
 PROVIDERS: dict[ProviderType, ProviderCodec] = {
     ProviderType.OPENAI: ChatProvider(Dialect.OPENAI),
     ProviderType.DEEPSEEK: ChatProvider(Dialect.DEEPSEEK),
     ProviderType.OPENAI_COMPATIBLE: ChatProvider(Dialect.COMPATIBLE),
+    ProviderType.ANTHROPIC: AnthropicProvider(),
 }
