@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -141,3 +142,43 @@ async def test_consumer_continues_the_trace_and_dead_letters_poison(
     await producer.stop()
     assert handled == [(b"good", producer_trace, "req_abc")]
     assert attempts["flaky"] == 2
+
+
+async def test_a_rebalance_during_a_batch_does_not_stop_the_consumer(broker: TansuBroker) -> None:
+    await _create_topic(broker.bootstrap, "rebalance")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    for i in range(10):
+        await producer.send_and_wait("rebalance", f"before-{i}".encode(), partition=i % 2)
+    seen: set[bytes] = set()
+    entered = asyncio.Event()
+    consumers: list[IdempotentConsumer] = []
+
+    async def first(record: Any) -> None:
+        if not entered.is_set():
+            entered.set()
+            # Hold the batch until a second member has joined and taken a partition over.
+            await _eventually(lambda: len(consumers) == 2 and consumers[1].processed > 0)
+        seen.add(record.value)
+
+    async def second(record: Any) -> None:
+        seen.add(record.value)
+
+    a = IdempotentConsumer(broker.bootstrap, "rebalance", "g-rebalance", first, dlq_topic="rebalance.dlq")
+    consumers.append(a)
+    await a.start()
+    await entered.wait()
+    b = IdempotentConsumer(broker.bootstrap, "rebalance", "g-rebalance", second, dlq_topic="rebalance.dlq")
+    consumers.append(b)
+    await b.start()
+    try:
+        await _eventually(lambda: a.processed >= 10)
+        after = [f"after-{i}".encode() for i in range(10)]
+        for i, value in enumerate(after):
+            await producer.send_and_wait("rebalance", value, partition=i % 2)
+        # Both partitions keep flowing, whichever member owns them now.
+        await _eventually(lambda: seen >= set(after), timeout=60)
+    finally:
+        await producer.stop()
+        await b.stop()
+        await a.stop()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -376,7 +376,21 @@ class IdempotentConsumer:
                 for record in records:
                     await self._process(record)
                     offsets[tp] = record.offset + 1
-            await consumer.commit(offsets)
+            await self._commit(consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        # When the group rebalanced while the batch was processed, some partitions now belong to
+        # another member, which resumes them from the last commit: idempotent handlers make that
+        # redelivery harmless, so only the partitions still ours are committed. Raising here
+        # would end the loop and stall this member's partitions for good.
+        assigned = consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("offset commit skipped after a rebalance", error=repr(exc), topic=self.topic)
 
     async def stop(self) -> None:
         if self._task is not None:
