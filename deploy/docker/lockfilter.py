@@ -55,7 +55,7 @@ def parse(text: str) -> list[Entry]:
             body = body[3:].strip()
         if not in_via or not body:
             continue
-        if body.startswith("-r ") or body.startswith("-c "):
+        if body.startswith(("-r ", "-c ")):
             current.direct = True
         else:
             current.via.add(canonical(body))
