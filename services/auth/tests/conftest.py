@@ -64,14 +64,15 @@ def wallet(redis: Redis) -> BalanceState:
 
 
 def settings_for(database_url: str, *, billing_target: str = "127.0.0.1:9", **extra: Any) -> Settings:
-    return Settings(
-        listen="127.0.0.1:0",
-        database_url=database_url,
-        redis_url=REDIS_URL,
-        billing_target=billing_target,
-        last_used_flush_seconds=0.1,
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "billing_target": billing_target,
+        "last_used_flush_seconds": 0.1,
+    }
+    values.update(extra)
+    return Settings(**values)
 
 
 StartAuth = Callable[..., Awaitable[tuple[Running, auth_pb2_grpc.AuthServiceStub]]]

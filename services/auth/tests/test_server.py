@@ -67,7 +67,11 @@ def _authorize(
 
 
 async def test_keys_are_shown_once_and_stored_only_as_hashes(
-    auth: AuthServiceStub, database_url: str, caplog: pytest.LogCaptureFixture
+    auth: AuthServiceStub,
+    wallet: BalanceState,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     account_id, created = await _account_with_key(auth, rpm=60, allowed_models=["anthropic/*"])
@@ -90,7 +94,13 @@ async def test_keys_are_shown_once_and_stored_only_as_hashes(
     await engine.dispose()
     assert bytes(row.key_hash) == hashlib.sha256(secret.encode()).digest()
     assert all(secret not in str(v) and secret[3:] not in str(v) for v in row)
-    assert secret not in caplog.text
+    await wallet.publish(account_id=account_id, balance_micros=100, version=1)
+    assert (await _authorize(auth, secret, model="anthropic/x")).decision == pb.DECISION_ALLOWED
+    assert (await _authorize(auth, secret + "x")).decision == pb.DECISION_INVALID_KEY
+    assert (await auth.IntrospectKey(pb.IntrospectKeyRequest(api_key=secret))).key.id == created.key.id
+    out = capsys.readouterr()
+    for text_seen in (caplog.text, out.out, out.err):
+        assert secret[3:] not in text_seen
 
 
 async def test_admission_decisions(auth: AuthServiceStub, wallet: BalanceState) -> None:
@@ -308,3 +318,11 @@ async def test_a_new_account_starts_at_zero(start_auth: StartAuth, billing: tupl
     await ledger.credit(Credit(account_id, 10, new_id("pay"), "top-up", adjustment=False))
     assert (await _authorize(auth, created.secret, reserve=10)).decision == pb.DECISION_ALLOWED
     assert (await _authorize(auth, created.secret, reserve=1)).decision == pb.DECISION_INSUFFICIENT_BALANCE
+
+
+async def test_admission_without_redis_is_unavailable(start_auth: StartAuth, auth: AuthServiceStub) -> None:
+    _, created = await _account_with_key(auth)
+    _, cut_off = await start_auth(redis_url="redis://127.0.0.1:9/0")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _authorize(cut_off, created.secret)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -56,7 +56,11 @@ class Running:
 
 async def start(settings: Settings) -> Running:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
     repo = PostgresRepository(engine)
     wallet = RedisWallet(redis, reservation_ttl_ms=int(settings.reservation_ttl_seconds * 1000))
     billing_channel = channel(settings.billing_target, timeout=settings.billing_timeout_seconds)

@@ -13,6 +13,8 @@ class Settings(ServiceSettings):
     listen: str = "0.0.0.0:50051"
     database_url: str
     redis_url: str
+    # Admission fails fast (UNAVAILABLE) instead of hanging when Redis stops answering.
+    redis_timeout_seconds: float = 0.5
     # billing's gRPC address: the balance read-through when Redis has no state for an account.
     billing_target: str
     billing_timeout_seconds: float = 2.0

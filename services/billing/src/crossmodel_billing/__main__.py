@@ -70,7 +70,11 @@ async def _republish(billing: Billing) -> None:
 
 async def start(settings: Settings) -> Running:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
     billing = Billing(PostgresLedger(engine), RedisPublisher(BalanceState(redis)))
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(

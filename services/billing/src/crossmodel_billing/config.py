@@ -13,6 +13,7 @@ class Settings(ServiceSettings):
     listen: str = "0.0.0.0:50053"
     database_url: str
     redis_url: str
+    redis_timeout_seconds: float = 5.0
     kafka_bootstrap: str
     usage_topic: str = "usage.v1"
     dlq_topic: str = "usage.v1.billing.dlq"

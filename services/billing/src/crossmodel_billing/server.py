@@ -74,7 +74,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
         if not request.account_id:
             await _abort(context, InvalidArgument("account_id is required"))
-        b = await self._billing.balance(request.account_id)
+        b = await _call(context, self._billing.balance(request.account_id))
         return pb.GetBalanceResponse(
             account_id=b.account_id,
             balance_micros=b.balance_micros,
@@ -103,8 +103,14 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         )
 
     async def ListLedger(self, request: pb.ListLedgerRequest, context: Context) -> pb.ListLedgerResponse:
-        entries = await self._billing.entries(request.account_id, request.limit, request.before_unix_ms)
+        if not request.account_id:
+            await _abort(context, InvalidArgument("account_id is required"))
+        entries = await _call(
+            context, self._billing.entries(request.account_id, request.limit, request.before_unix_ms)
+        )
         return pb.ListLedgerResponse(entries=[entry_pb(e) for e in entries])
 
     async def GetKeySpend(self, request: pb.GetKeySpendRequest, context: Context) -> pb.GetKeySpendResponse:
-        return pb.GetKeySpendResponse(spent_micros=await self._billing.key_spend(request.key_id))
+        return pb.GetKeySpendResponse(
+            spent_micros=await _call(context, self._billing.key_spend(request.key_id))
+        )

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel_auth.adapters.tables import accounts, api_keys
-from crossmodel_auth.domain.errors import NotFound
+from crossmodel_auth.domain.errors import NotFound, Unavailable
 from crossmodel_auth.domain.keys import Account, ApiKey, KeyLimits
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Losing the database (refused, dropped, pool exhausted) is reported as Unavailable so callers get
+# a retryable status; anything else is a bug and surfaces as one.
+_UNREACHABLE = (OperationalError, InterfaceError, SQLAlchemyTimeoutError, OSError)
+
+
+def _reachable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    return wrapper
 
 
 def _ms(value: datetime | None) -> int:
@@ -66,6 +86,7 @@ class PostgresRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @_reachable
     async def create_account(self, account_id: str, name: str) -> Account:
         stmt = (
             insert(accounts)
@@ -75,11 +96,13 @@ class PostgresRepository:
         async with self._engine.begin() as conn:
             return _account((await conn.execute(stmt)).one())
 
+    @_reachable
     async def get_account(self, account_id: str) -> Account | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
         return _account(row) if row is not None else None
 
+    @_reachable
     async def list_accounts(self, limit: int, after_id: str) -> list[Account]:
         stmt = select(accounts).order_by(accounts.c.id).limit(limit)
         if after_id:
@@ -87,6 +110,7 @@ class PostgresRepository:
         async with self._engine.connect() as conn:
             return [_account(r) for r in await conn.execute(stmt)]
 
+    @_reachable
     async def create_key(
         self, *, key_id: str, account_id: str, name: str, key_hash: bytes, last4: str, limits: KeyLimits
     ) -> ApiKey:
@@ -115,12 +139,15 @@ class PostgresRepository:
             row = (await conn.execute(select(*_KEY_COLUMNS).select_from(_KEY_FROM).where(where))).first()
         return _key(row) if row is not None else None
 
+    @_reachable
     async def get_key(self, key_id: str) -> ApiKey | None:
         return await self._one_key(api_keys.c.id == key_id)
 
+    @_reachable
     async def key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         return await self._one_key(api_keys.c.key_hash == key_hash)
 
+    @_reachable
     async def list_keys(self, account_id: str) -> list[ApiKey]:
         stmt = (
             select(*_KEY_COLUMNS)
@@ -131,6 +158,7 @@ class PostgresRepository:
         async with self._engine.connect() as conn:
             return [_key(r) for r in await conn.execute(stmt)]
 
+    @_reachable
     async def update_key(
         self,
         key_id: str,
@@ -164,6 +192,7 @@ class PostgresRepository:
             await before_commit(key)
         return key
 
+    @_reachable
     async def record_last_used(self, seen: dict[str, int]) -> None:
         if not seen:
             return

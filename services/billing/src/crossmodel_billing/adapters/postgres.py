@@ -5,19 +5,49 @@ is the lock that orders an account's entries, and its version numbers them in co
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crossmodel_billing.adapters.tables import balances, key_spend, ledger_entries
-from crossmodel_billing.domain.ledger import Balance, Charge, ChargeOutcome, Credit, EntryKind, LedgerEntry
+from crossmodel_billing.domain.ledger import (
+    Balance,
+    Charge,
+    ChargeOutcome,
+    Credit,
+    EntryKind,
+    LedgerEntry,
+    Unavailable,
+)
 from crossmodel_common.ids import new_id
 
 _PAGE = 1000
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Losing the database (refused, dropped, pool exhausted) is reported as Unavailable so callers get
+# a retryable status; anything else is a bug and surfaces as one.
+_UNREACHABLE = (OperationalError, InterfaceError, SQLAlchemyTimeoutError, OSError)
+
+
+def _reachable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    return wrapper
 
 
 def _ms(value: datetime) -> int:
@@ -102,6 +132,7 @@ class PostgresLedger:
     async def _exists(conn: AsyncConnection, where: ColumnElement[bool]) -> Any:
         return (await conn.execute(select(ledger_entries).where(where))).first()
 
+    @_reachable
     async def charge(self, charge: Charge) -> ChargeOutcome:
         is_dup = (ledger_entries.c.kind == EntryKind.CHARGE.value) & (
             ledger_entries.c.request_id == charge.request_id
@@ -161,6 +192,7 @@ class PostgresLedger:
             await conn.rollback()
         return ChargeOutcome(False, balance, spent)
 
+    @_reachable
     async def credit(self, credit: Credit, entry_id: str) -> tuple[LedgerEntry, bool, Balance]:
         same_key = (ledger_entries.c.account_id == credit.account_id) & (
             ledger_entries.c.idempotency_key == credit.idempotency_key
@@ -198,10 +230,12 @@ class PostgresLedger:
             await conn.rollback()
         return _entry(earlier), True, balance
 
+    @_reachable
     async def balance(self, account_id: str) -> Balance:
         async with self._engine.connect() as conn:
             return await self._read_balance(conn, account_id)
 
+    @_reachable
     async def entries(self, account_id: str, limit: int, before_ms: int) -> list[LedgerEntry]:
         stmt = (
             select(ledger_entries)
@@ -214,6 +248,7 @@ class PostgresLedger:
         async with self._engine.connect() as conn:
             return [_entry(r) for r in await conn.execute(stmt)]
 
+    @_reachable
     async def key_spend(self, key_id: str) -> int:
         async with self._engine.connect() as conn:
             return await self._read_spend(conn, key_id) or 0
