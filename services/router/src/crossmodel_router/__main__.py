@@ -61,6 +61,7 @@ async def start(settings: Settings) -> Running:
             backoff_seconds=settings.retry_backoff_seconds,
             total_timeout_seconds=settings.upstream_total_timeout_seconds,
             usage_progress_seconds=settings.usage_progress_seconds,
+            passthrough=settings.passthrough,
         ),
     )
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)

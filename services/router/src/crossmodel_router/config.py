@@ -35,3 +35,6 @@ class Settings(ServiceSettings):
     # How often a stream reports provisional usage (tokens seen so far), so an abandoned
     # stream is billed for what it consumed.
     usage_progress_seconds: float = 1.0
+    # OpenAI-chat clients in front of OpenAI-family upstreams skip the canonical model (same
+    # bytes out, less work); false sends everything through the canonical model.
+    passthrough: bool = True

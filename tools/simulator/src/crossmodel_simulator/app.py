@@ -100,9 +100,11 @@ async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def _drop(request: web.Request) -> None:
+    """End the connection mid-response: what was written is flushed (close, not abort), the
+    rest never comes, so the client sees a truncated body."""
     transport = request.transport
     if transport is not None:
-        transport.abort()
+        transport.close()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -72,6 +72,11 @@ class HttpResponse:
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise UpstreamTimeout(str(e) or "read timeout") from None
         except aiohttp.ClientError as e:
+            # aiohttp raises the break before handing out bytes that arrived ahead of it; they
+            # were sent to us (and generated, and billed), so deliver them first.
+            rest = _buffered(content)
+            if rest:
+                yield rest
             raise UpstreamDisconnected(str(e) or type(e).__name__) from None
 
     def close(self) -> None:
@@ -159,6 +164,13 @@ class HttpUpstream:
         if resp.status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         return HttpResponse(resp, span)
+
+
+def _buffered(content: aiohttp.StreamReader) -> bytes:
+    try:
+        return content._read_nowait(-1)
+    except Exception:  # noqa: BLE001 - a private helper; without it only the tail is lost
+        return b""
 
 
 def _fail(span: Any, reason: str) -> None:

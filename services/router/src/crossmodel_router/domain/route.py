@@ -111,6 +111,9 @@ class RoutePolicy:
     backoff_seconds: float = 0.05
     total_timeout_seconds: float = 900.0
     usage_progress_seconds: float = 1.0
+    # Forward OpenAI-chat bodies to OpenAI-family upstreams as they are (minimal rewriting)
+    # instead of through the canonical model.
+    passthrough: bool = True
 
 
 class Router:
@@ -216,7 +219,11 @@ class Router:
                 )
                 break
             fast = False
-            if call.protocol is Protocol.OPENAI_CHAT and isinstance(codec, ChatProvider):
+            if (
+                self._policy.passthrough
+                and call.protocol is Protocol.OPENAI_CHAT
+                and isinstance(codec, ChatProvider)
+            ):
                 fast = True
                 body = passthrough_body(req, dep.upstream_model, codec.dialect)
                 path, headers = "/chat/completions", codec.headers(dep.provider.api_key)
