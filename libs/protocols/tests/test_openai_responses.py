@@ -499,3 +499,87 @@ def test_error_in_stream_is_response_failed_with_next_sequence_number() -> None:
     assert payloads[-1]["response"]["id"] == "resp_x"
     assert payloads[-1]["response"]["error"]["message"] == "took too long"
     assert renderer.close() == b""
+
+
+# ------------------------------------------------------------------------------ across protocols
+
+
+def test_responses_ingress_to_chat_provider_maps_tools_and_reasoning() -> None:
+    from crossmodel_protocols.openai_chat import ChatProvider, Dialect
+
+    req = parse(
+        {
+            "model": "deepseek/deepseek-v4-pro",
+            "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": "weather in Paris?"},
+                {
+                    "type": "reasoning",
+                    "id": "rs_1",
+                    "summary": [{"type": "summary_text", "text": "Need a tool."}],
+                },
+                {
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "get_weather",
+                    "arguments": '{"city":"Paris"}',
+                },
+                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            ],
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "reasoning": {"effort": "high"},
+            "text": {"format": {"type": "json_object"}},
+            "max_output_tokens": 100,
+            "safety_identifier": "u-9",
+            "stream": True,
+        }
+    )
+    openai_body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "k").body)
+    assert openai_body["messages"] == [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    assert openai_body["tools"] == [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    assert openai_body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert openai_body["reasoning_effort"] == "high"
+    assert openai_body["response_format"] == {"type": "json_object"}
+    assert openai_body["max_completion_tokens"] == 100
+    assert openai_body["safety_identifier"] == "u-9"
+    assert openai_body["stream_options"] == {"include_usage": True}
+    # DeepSeek gets the earlier turn's reasoning back as reasoning_content.
+    ds_body = orjson.loads(ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-reasoner", "k").body)
+    assert ds_body["messages"][2]["reasoning_content"] == "Need a tool."
+
+
+def test_chat_upstream_reasoning_stream_to_responses_client() -> None:
+    from crossmodel_protocols.openai_chat import ChatStreamParser
+
+    wire = (Path(__file__).parent / "golden" / "deepseek_upstream_reasoning.sse").read_bytes()
+    parser = ChatStreamParser()
+    events = parser.feed(wire) + parser.close()
+    payloads = sse_payloads(render_all(_client_request(stream=True), events))
+    final = payloads[-1]["response"]
+    assert payloads[-1]["type"] == "response.completed"
+    kinds = [o["type"] for o in final["output"]]
+    assert kinds[0] == "reasoning"
+    assert "message" in kinds
+    reasoning_text = final["output"][0]["summary"][0]["text"]
+    message = next(o for o in final["output"] if o["type"] == "message")
+    assert reasoning_text
+    assert reasoning_text not in message["content"][0]["text"]
+    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] > 0

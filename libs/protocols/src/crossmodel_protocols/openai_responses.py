@@ -651,6 +651,8 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
             continue
         message = None
         if isinstance(p, ReasoningPart):
+            if p.provider is not Protocol.OPENAI_RESPONSES and not p.text:
+                continue  # nothing a Responses client can see or send back
             item_id = p.item_id or _item_id("rs_", response_id, len(out))
             out.append(_reasoning_item_out(p, item_id, request, item_status))
         elif isinstance(p, ToolCallPart):
@@ -703,6 +705,7 @@ class ResponsesStreamRenderer:
         self._summary_open = False
         self._blocks: dict[int, str] = {}  # canonical block index -> kind of its item
         self._reasoning_provider: Protocol | None = None
+        self._pending_reasoning: ReasoningPart | None = None  # a reasoning block not shown yet
 
     # ------------------------------------------------------------------ framing
 
@@ -834,6 +837,8 @@ class ResponsesStreamRenderer:
             return head + self._arguments(event.arguments)
         if isinstance(event, BlockStop):
             kind = self._blocks.pop(event.index, "")
+            if kind == "reasoning":
+                self._pending_reasoning = None
             if kind in ("reasoning", "function_call") and self._kind == kind:
                 return head + self._close_item()
             if kind == "message":
@@ -857,15 +862,12 @@ class ResponsesStreamRenderer:
         if isinstance(part, ReasoningPart):
             self._blocks[event.index] = "reasoning"
             out = self._close_item()
-            item: dict[str, Any] = {
-                "id": part.item_id or _item_id("rs_", self._id, self._output_index),
-                "type": "reasoning",
-                "summary": [],
-            }
-            if self._request.reasoning is not None and self._request.reasoning.include_encrypted:
-                item["encrypted_content"] = None
             self._reasoning_provider = part.provider
-            out += self._open_item("reasoning", item)
+            self._pending_reasoning = part
+            # OpenAI's own reasoning items always show; another vendor's reasoning shows once it
+            # has text (a bare Gemini signature or Anthropic redacted block has nothing to show).
+            if part.provider is Protocol.OPENAI_RESPONSES:
+                out += self._open_reasoning()
             if part.text:
                 out += self._reasoning(ReasoningDelta(event.index, part.text))
             return out
@@ -916,11 +918,29 @@ class ResponsesStreamRenderer:
         self._part["text"] += text
         return out + self._event("response.output_text.delta", {**common, "delta": text, "logprobs": []})
 
-    def _reasoning(self, event: ReasoningDelta) -> bytes:
-        if self._kind != "reasoning" or self._item is None:
+    def _open_reasoning(self) -> bytes:
+        part, self._pending_reasoning = self._pending_reasoning, None
+        if part is None:
             return b""
-        item = self._item
+        item: dict[str, Any] = {
+            "id": part.item_id or _item_id("rs_", self._id, self._output_index),
+            "type": "reasoning",
+            "summary": [],
+        }
+        if self._request.reasoning is not None and self._request.reasoning.include_encrypted:
+            item["encrypted_content"] = None
+        return self._open_item("reasoning", item)
+
+    def _reasoning(self, event: ReasoningDelta) -> bytes:
         out = b""
+        responses_state = (
+            bool(event.encrypted_content) and self._reasoning_provider is Protocol.OPENAI_RESPONSES
+        )
+        if self._pending_reasoning is not None and (event.text or responses_state):
+            out += self._open_reasoning()
+        if self._kind != "reasoning" or self._item is None:
+            return out
+        item = self._item
         if event.encrypted_content and self._reasoning_provider is Protocol.OPENAI_RESPONSES:
             item["encrypted_content"] = (item.get("encrypted_content") or "") + event.encrypted_content
         if not event.text:

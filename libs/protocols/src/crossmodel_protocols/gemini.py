@@ -1,0 +1,600 @@
+"""Google Gemini API (`generateContent` / `streamGenerateContent?alt=sse`), provider direction.
+
+https://ai.google.dev/api/generate-content
+
+- Canonical -> a `GenerateContentRequest`: `systemInstruction`, `contents` (roles `user` and
+  `model`; tool results are `functionResponse` parts of a `user` turn), `tools[].functionDeclarations`
+  with JSON Schema in `parametersJsonSchema`, `toolConfig.functionCallingConfig`, and
+  `generationConfig` (sampling, `maxOutputTokens`, `stopSequences`, JSON mode via
+  `responseMimeType`/`responseJsonSchema`, `thinkingConfig`). The key goes in `x-goog-api-key`.
+- Responses and SSE chunks -> canonical. Thought parts (`thought: true`) become reasoning, never
+  text. `functionCall` parts become tool calls; Gemini gives no call ids (or only sometimes), so
+  ids are derived from the response id and the call's position, which keeps the codec pure.
+- Thought signatures (`thoughtSignature`) ride in canonical `ReasoningPart`s with
+  `provider=GEMINI`: on a thought part they are that part's signature; on any other part they are
+  an empty reasoning part placed right before it. Rebuilding a request puts each signature back on
+  the part it came with. Gemini 3 rejects a replayed `functionCall` without a signature, so calls
+  that never had one (history from another vendor) carry Google's documented
+  `skip_thought_signature_validator` sentinel (https://ai.google.dev/gemini-api/docs/thought-signatures).
+- Usage: `promptTokenCount` (+ `toolUsePromptTokenCount`) is input, `candidatesTokenCount` +
+  `thoughtsTokenCount` is output (Gemini counts thoughts apart from candidates; the canonical
+  model, like OpenAI, counts reasoning inside output), `cachedContentTokenCount` is cached input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from crossmodel_protocols.canonical import (
+    BlockStart,
+    BlockStop,
+    ErrorKind,
+    FilePart,
+    FinishReason,
+    ImagePart,
+    InvalidRequest,
+    Message,
+    Part,
+    Protocol,
+    ReasoningConfig,
+    ReasoningDelta,
+    ReasoningPart,
+    RefusalPart,
+    Request,
+    Response,
+    StreamError,
+    StreamEvent,
+    StreamFinish,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ToolArgumentsDelta,
+    ToolCallPart,
+    ToolResultPart,
+    UpstreamProtocolError,
+    Usage,
+    UsageUpdate,
+)
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
+from crossmodel_protocols.openai_chat import error_kind_for_status, parse_retry_after
+from crossmodel_protocols.sse import SSEDecoder
+
+CONTENT_TYPE_JSON = "application/json"
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+MAX_STOP_SEQUENCES = 5
+
+_FINISH = {
+    "STOP": FinishReason.END_TURN,
+    "MAX_TOKENS": FinishReason.MAX_TOKENS,
+    "SAFETY": FinishReason.CONTENT_FILTER,
+    "RECITATION": FinishReason.CONTENT_FILTER,
+    "LANGUAGE": FinishReason.CONTENT_FILTER,
+    "BLOCKLIST": FinishReason.CONTENT_FILTER,
+    "PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "SPII": FinishReason.CONTENT_FILTER,
+    "IMAGE_SAFETY": FinishReason.CONTENT_FILTER,
+    "IMAGE_PROHIBITED_CONTENT": FinishReason.CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": FinishReason.ERROR,
+    "UNEXPECTED_TOOL_CALL": FinishReason.ERROR,
+    "TOO_MANY_TOOL_CALLS": FinishReason.ERROR,
+    "OTHER": FinishReason.ERROR,
+}
+
+# google.rpc status names -> error kinds (https://ai.google.dev/gemini-api/docs/troubleshooting).
+_STATUS_KINDS = {
+    "RESOURCE_EXHAUSTED": ErrorKind.UPSTREAM_RATE_LIMITED,
+    "UNAVAILABLE": ErrorKind.UPSTREAM_OVERLOADED,
+    "INTERNAL": ErrorKind.UPSTREAM_ERROR,
+    "DEADLINE_EXCEEDED": ErrorKind.UPSTREAM_TIMEOUT,
+    "INVALID_ARGUMENT": ErrorKind.UPSTREAM_INVALID_REQUEST,
+    "FAILED_PRECONDITION": ErrorKind.UPSTREAM_INVALID_REQUEST,
+    "NOT_FOUND": ErrorKind.UPSTREAM_INVALID_REQUEST,
+    "PERMISSION_DENIED": ErrorKind.UPSTREAM_AUTH,
+    "UNAUTHENTICATED": ErrorKind.UPSTREAM_AUTH,
+}
+
+_MEDIA_BY_EXT = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "pdf": "application/pdf",
+}
+
+
+def call_id(response_id: str, position: int) -> str:
+    """A tool-call id for a Gemini `functionCall` that came without one."""
+    return "call_" + hashlib.sha256(f"{response_id}/{position}".encode()).hexdigest()[:24]
+
+
+def _media_for_url(url: str, default: str) -> str:
+    m = re.search(r"\.([A-Za-z0-9]+)(?:[?#]|$)", url)
+    return _MEDIA_BY_EXT.get(m.group(1).lower(), default) if m else default
+
+
+def is_gemini_3(model: str) -> bool:
+    return model.removeprefix("models/").startswith("gemini-3")
+
+
+# ============================================================================================
+# Request
+
+
+def _user_part(p: Part) -> dict[str, Any] | None:
+    if isinstance(p, TextPart):
+        return {"text": p.text}
+    if isinstance(p, ImagePart):
+        if p.data is not None:
+            return {"inlineData": {"mimeType": p.media_type or "image/png", "data": p.data}}
+        url = p.url or ""
+        return {"fileData": {"mimeType": _media_for_url(url, "image/jpeg"), "fileUri": url}}
+    if isinstance(p, FilePart):
+        if p.data is not None:
+            return {"inlineData": {"mimeType": p.media_type or "application/pdf", "data": p.data}}
+        uri = p.url or p.file_id or ""
+        return {
+            "fileData": {"mimeType": p.media_type or _media_for_url(uri, "application/pdf"), "fileUri": uri}
+        }
+    return None
+
+
+def _args_object(arguments: str, path: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        args = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            f"Invalid value for '{path}': tool call arguments must be a JSON object for this model.",
+            param=path,
+            code="invalid_value",
+        ) from None
+    if not isinstance(args, dict):
+        raise InvalidRequest(
+            f"Invalid value for '{path}': tool call arguments must be a JSON object for this model.",
+            param=path,
+            code="invalid_value",
+        )
+    return args
+
+
+def _model_parts(m: Message, gemini3: bool) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    pending: str | None = None  # a signature that belongs to the next part
+    for p in m.content:
+        part: dict[str, Any] | None = None
+        if isinstance(p, ReasoningPart):
+            if p.provider is not Protocol.GEMINI:
+                continue  # another vendor's thinking cannot be replayed to Gemini
+            if p.text:
+                part = {"text": p.text, "thought": True}
+                if p.signature:
+                    part["thoughtSignature"] = p.signature
+            elif p.signature:
+                pending = p.signature
+            if part is None:
+                continue
+        elif isinstance(p, TextPart | RefusalPart):
+            part = {"text": p.text}
+        elif isinstance(p, ToolCallPart):
+            part = {
+                "functionCall": {"name": p.name, "args": _args_object(p.arguments, f"tool_calls[{p.id}]")}
+            }
+            if pending is None and gemini3:
+                pending = SKIP_SIGNATURE
+        if part is None:
+            continue
+        if pending is not None:
+            part["thoughtSignature"] = pending
+            pending = None
+        out.append(part)
+    if pending is not None and pending != SKIP_SIGNATURE and out:
+        # A trailing signature (Gemini puts it on the last part of a text answer).
+        out[-1].setdefault("thoughtSignature", pending)
+    return out
+
+
+def _tool_names(request: Request) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for m in request.messages:
+        for p in m.content:
+            if isinstance(p, ToolCallPart):
+                names[p.id] = p.name
+    return names
+
+
+def _result_text(p: ToolResultPart) -> str:
+    return "".join(c.text for c in p.content if isinstance(c, TextPart))
+
+
+def build_contents(request: Request, upstream_model: str) -> list[dict[str, Any]]:
+    gemini3 = is_gemini_3(upstream_model)
+    names = _tool_names(request)
+    contents: list[dict[str, Any]] = []
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        # Gemini wants turns to alternate; parallel tool results are one user turn.
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for m in request.messages:
+        if m.role == "user":
+            add("user", [x for x in (_user_part(p) for p in m.content) if x is not None])
+        elif m.role == "assistant":
+            add("model", _model_parts(m, gemini3))
+        else:
+            parts: list[dict[str, Any]] = []
+            for p in m.content:
+                if not isinstance(p, ToolResultPart):
+                    continue
+                name = p.name or names.get(p.tool_call_id)
+                if name is None:
+                    raise InvalidRequest(
+                        f"The tool result for '{p.tool_call_id}' answers no earlier tool call; Gemini needs "
+                        "the function's name.",
+                        param="tool_call_id",
+                        code="invalid_value",
+                    )
+                text = _result_text(p)
+                response = {"error": text} if p.is_error else {"output": text}
+                parts.append({"functionResponse": {"name": name, "response": response}})
+                # Images returned by a tool go along as ordinary parts of the same turn.
+                parts.extend(
+                    x
+                    for x in (_user_part(c) for c in p.content if not isinstance(c, TextPart))
+                    if x is not None
+                )
+            add("user", parts)
+    return contents
+
+
+def _thinking_config(r: ReasoningConfig, gemini3: bool) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if not r.enabled:
+        cfg["thinkingBudget"] = 0
+        return cfg
+    cfg["includeThoughts"] = True
+    if r.budget_tokens is not None:
+        cfg["thinkingBudget"] = r.budget_tokens
+    elif r.effort is not None:
+        if gemini3:
+            cfg["thinkingLevel"] = "high" if r.effort in ("medium", "high", "xhigh") else "low"
+        else:
+            cfg["thinkingBudget"] = {
+                "minimal": 512,
+                "low": 1024,
+                "medium": 8192,
+                "high": 24576,
+                "xhigh": 32768,
+            }.get(r.effort, -1)
+    return cfg
+
+
+def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
+    if request.previous_response_id:
+        raise InvalidRequest(
+            "Invalid value for 'previous_response_id': this model does not keep conversation state; "
+            "send the whole conversation in 'input'.",
+            param="previous_response_id",
+            code="unsupported_parameter",
+        )
+    body: dict[str, Any] = {"contents": build_contents(request, upstream_model)}
+    if request.system:
+        body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}
+    decls: list[dict[str, Any]] = []
+    for t in request.tools:
+        if t.kind != "function":
+            continue
+        d: dict[str, Any] = {"name": t.name}
+        if t.description is not None:
+            d["description"] = t.description
+        if t.parameters is not None:
+            d["parametersJsonSchema"] = t.parameters
+        decls.append(d)
+    if decls:
+        body["tools"] = [{"functionDeclarations": decls}]
+    tc = request.tool_choice
+    if tc is not None and (decls or tc.mode == "none"):
+        mode = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}[tc.mode]
+        fcc: dict[str, Any] = {"mode": mode}
+        if tc.mode == "tool" and tc.name:
+            fcc["allowedFunctionNames"] = [tc.name]
+        body["toolConfig"] = {"functionCallingConfig": fcc}
+    gen: dict[str, Any] = {}
+    for key, value in (
+        ("temperature", request.temperature),
+        ("topP", request.top_p),
+        ("topK", request.top_k),
+        ("maxOutputTokens", request.max_tokens),
+        ("seed", request.seed),
+        ("presencePenalty", request.presence_penalty),
+        ("frequencyPenalty", request.frequency_penalty),
+    ):
+        if value is not None:
+            gen[key] = value
+    if request.stop:
+        gen["stopSequences"] = request.stop[:MAX_STOP_SEQUENCES]
+    rf = request.response_format
+    if rf is not None and rf.type != "text":
+        gen["responseMimeType"] = "application/json"
+        if rf.type == "json_schema" and rf.schema is not None:
+            gen["responseJsonSchema"] = rf.schema
+    if request.reasoning is not None:
+        gen["thinkingConfig"] = _thinking_config(request.reasoning, is_gemini_3(upstream_model))
+    if gen:
+        body["generationConfig"] = gen
+    return body
+
+
+# ============================================================================================
+# Responses
+
+
+def usage_from_gemini(u: Any) -> Usage | None:
+    if not isinstance(u, dict):
+        return None
+    thoughts = int(u.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(u.get("promptTokenCount") or 0) + int(u.get("toolUsePromptTokenCount") or 0),
+        output_tokens=int(u.get("candidatesTokenCount") or 0) + thoughts,
+        cached_input_tokens=int(u.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+    )
+
+
+def finish_from_gemini(reason: str | None, has_calls: bool) -> FinishReason | None:
+    if reason is None:
+        return None
+    mapped = _FINISH.get(reason, FinishReason.END_TURN)
+    if mapped is FinishReason.END_TURN and has_calls:
+        return FinishReason.TOOL_USE
+    return mapped
+
+
+def _candidate(data: dict[str, Any]) -> dict[str, Any] | None:
+    cands = data.get("candidates")
+    if isinstance(cands, list) and cands and isinstance(cands[0], dict):
+        return cands[0]
+    return None
+
+
+def parse_gemini_response(data: dict[str, Any]) -> Response:
+    response_id = str(data.get("responseId") or "")
+    cand = _candidate(data)
+    content: list[Part] = []
+    calls = 0
+    if cand is not None:
+        for raw in (cand.get("content") or {}).get("parts") or ():
+            if not isinstance(raw, dict):
+                continue
+            sig = raw.get("thoughtSignature")
+            if raw.get("thought"):
+                content.append(ReasoningPart(raw.get("text") or "", signature=sig, provider=Protocol.GEMINI))
+                continue
+            if sig:
+                content.append(ReasoningPart("", signature=sig, provider=Protocol.GEMINI))
+            if "functionCall" in raw:
+                fc = raw["functionCall"] or {}
+                content.append(
+                    ToolCallPart(
+                        id=fc.get("id") or call_id(response_id, calls),
+                        name=fc.get("name") or "",
+                        arguments=orjson.dumps(fc.get("args") or {}).decode(),
+                    )
+                )
+                calls += 1
+            elif isinstance(raw.get("text"), str) and raw["text"]:
+                if content and isinstance(content[-1], TextPart) and not sig:
+                    content[-1].text += raw["text"]
+                else:
+                    content.append(TextPart(raw["text"]))
+        finish = finish_from_gemini(cand.get("finishReason"), calls > 0) or FinishReason.END_TURN
+    else:
+        if not (data.get("promptFeedback") or {}).get("blockReason"):
+            raise UpstreamProtocolError("upstream Gemini response has no candidates")
+        finish = FinishReason.CONTENT_FILTER
+    return Response(
+        id=response_id,
+        model=str(data.get("modelVersion") or ""),
+        content=content,
+        finish_reason=finish,
+        usage=usage_from_gemini(data.get("usageMetadata")),
+    )
+
+
+class GeminiStreamParser:
+    """`streamGenerateContent?alt=sse` chunks -> canonical events. Text and thought parts stream
+    as deltas of one open block; each `functionCall` arrives whole and becomes one block."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._started = False
+        self._response_id = ""
+        self._next = 0
+        self._open: int | None = None
+        self._open_kind = ""
+        self._calls = 0
+        self._usage: Usage | None = None
+        self._finished = False
+        self.done = False
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self._sse.feed(data):
+            self._chunk(ev.data, out)
+        return out
+
+    def _begin(self, part: Part, kind: str, out: list[StreamEvent]) -> int:
+        self._stop(out)
+        idx = self._next
+        self._next += 1
+        out.append(BlockStart(idx, part))
+        self._open, self._open_kind = idx, kind
+        return idx
+
+    def _stop(self, out: list[StreamEvent]) -> None:
+        if self._open is not None:
+            out.append(BlockStop(self._open))
+            self._open, self._open_kind = None, ""
+
+    def _signature_block(self, sig: str, out: list[StreamEvent]) -> None:
+        self._begin(ReasoningPart("", signature=sig, provider=Protocol.GEMINI), "signature", out)
+        self._stop(out)
+
+    def _chunk(self, payload: bytes, out: list[StreamEvent]) -> None:
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                f"upstream sent a stream chunk that is not JSON: {payload[:80]!r}"
+            ) from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("upstream sent a stream chunk that is not an object")
+        if isinstance(data.get("error"), dict):
+            err = data["error"]
+            kind = _STATUS_KINDS.get(str(err.get("status")), ErrorKind.UPSTREAM_ERROR)
+            out.append(StreamError(kind, str(err.get("message") or "upstream error"), err.get("status")))
+            return
+        if not self._started:
+            self._started = True
+            self._response_id = str(data.get("responseId") or "")
+            out.append(StreamStart(id=self._response_id, model=str(data.get("modelVersion") or "")))
+        cand = _candidate(data)
+        if cand is not None:
+            for raw in (cand.get("content") or {}).get("parts") or ():
+                if isinstance(raw, dict):
+                    self._part(raw, out)
+        usage = usage_from_gemini(data.get("usageMetadata"))
+        if usage is not None and usage != self._usage:
+            self._usage = usage
+            out.append(UsageUpdate(usage))
+        reason = cand.get("finishReason") if cand is not None else None
+        if reason is None and cand is None and (data.get("promptFeedback") or {}).get("blockReason"):
+            reason = "PROHIBITED_CONTENT"
+        if reason and not self._finished:
+            self._finished = True
+            self._stop(out)
+            out.append(StreamFinish(finish_from_gemini(reason, self._calls > 0) or FinishReason.END_TURN))
+            self.done = True
+
+    def _part(self, raw: dict[str, Any], out: list[StreamEvent]) -> None:
+        sig = raw.get("thoughtSignature")
+        text = raw.get("text")
+        if raw.get("thought"):
+            if self._open_kind != "thought":
+                self._begin(ReasoningPart("", provider=Protocol.GEMINI), "thought", out)
+            assert self._open is not None
+            if isinstance(text, str) and text:
+                out.append(ReasoningDelta(self._open, text))
+            if sig:
+                out.append(ReasoningDelta(self._open, signature=sig))
+            return
+        if "functionCall" in raw:
+            if sig:
+                self._signature_block(sig, out)
+            fc = raw["functionCall"] or {}
+            idx = self._begin(
+                ToolCallPart(
+                    id=fc.get("id") or call_id(self._response_id, self._calls), name=fc.get("name") or ""
+                ),
+                "call",
+                out,
+            )
+            self._calls += 1
+            out.append(ToolArgumentsDelta(idx, orjson.dumps(fc.get("args") or {}).decode()))
+            self._stop(out)
+            return
+        if isinstance(text, str) and text:
+            if self._open_kind != "text":
+                self._begin(TextPart(""), "text", out)
+            assert self._open is not None
+            out.append(TextDelta(self._open, text))
+        if sig:
+            self._signature_block(sig, out)
+
+    def close(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self._sse.flush():
+            self._chunk(ev.data, out)
+        self._stop(out)
+        return out
+
+
+def _retry_delay_ms(details: Any) -> int:
+    for d in details if isinstance(details, list) else ():
+        if isinstance(d, dict) and str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)s", str(d.get("retryDelay") or ""))
+            if m:
+                return int(float(m.group(1)) * 1000)
+    return 0
+
+
+def parse_gemini_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # streamGenerateContent without alt=sse wraps errors in an array
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    rpc_status = str(err.get("status") or "") or None
+    kind = _STATUS_KINDS.get(rpc_status or "") or error_kind_for_status(status)
+    retry = 0
+    if kind in (ErrorKind.UPSTREAM_RATE_LIMITED, ErrorKind.UPSTREAM_OVERLOADED):
+        retry = parse_retry_after(headers) or _retry_delay_ms(err.get("details"))
+    return UpstreamError(
+        kind=kind,
+        message=str(
+            err.get("message") or body[:200].decode(errors="replace") or f"upstream returned HTTP {status}"
+        ),
+        status=status,
+        upstream_type=rpc_status,
+        code=str(err["code"]) if err.get("code") is not None else None,
+        retry_after_ms=retry,
+    )
+
+
+class GeminiProvider:
+    """Provider codec for the Gemini API. The deployment's base URL ends before `/models`
+    (e.g. `https://generativelanguage.googleapis.com/v1beta`)."""
+
+    protocol = Protocol.GEMINI
+
+    def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
+        model = upstream_model.removeprefix("models/")
+        body = orjson.dumps(build_gemini_body(request, model))
+        headers = {"content-type": CONTENT_TYPE_JSON}
+        if api_key:
+            headers["x-goog-api-key"] = api_key
+        # Usage always comes with the last chunk of a Gemini stream: nothing to ask for.
+        if request.stream:
+            return UpstreamRequest(f"/models/{model}:streamGenerateContent?alt=sse", body, headers, True)
+        return UpstreamRequest(f"/models/{model}:generateContent", body, headers, False)
+
+    def parse_response(self, body: bytes) -> Response:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream response is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("upstream response is not a JSON object")
+        return parse_gemini_response(data)
+
+    def stream_parser(self) -> GeminiStreamParser:
+        return GeminiStreamParser()
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return parse_gemini_error(status, body, headers)
