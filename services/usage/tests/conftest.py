@@ -137,3 +137,13 @@ def poll() -> Callable[..., Any]:
 @pytest.fixture
 def day0_ms() -> int:
     return DAY0_MS
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    """A new, unmigrated database of its own, dropped after the test."""
+    name = await create_database("crossmodel_usage_test_empty")
+    try:
+        yield f"{SERVER_URL}/{name}"
+    finally:
+        await drop_database(name)

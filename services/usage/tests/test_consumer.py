@@ -3,6 +3,7 @@ changes nothing, poison goes to the dead-letter topic without blocking what foll
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
 from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledProducer, trace_headers
-from crossmodel_devstack.broker import TansuBroker
+from crossmodel_devstack.broker import TansuBroker, free_port
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import request_log, usage_daily
-from crossmodel_usage.consumer import make_consumer
+from crossmodel_usage.consumer import make_consumer, start_when_reachable
 
 MakeEvent = Callable[..., events_pb2.UsageEvent]
 Poll = Callable[..., Any]
@@ -164,3 +165,37 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
     assert reasons[1].startswith("undecodable UsageEvent")
     assert {dict(r.headers)["x-request-id"] for r in dead} == {b"req_poison", b"req_invalid"}
     assert all(dict(r.headers)["crossmodel-dlq-source"].startswith(topic.encode()) for r in dead)
+
+
+async def test_the_consumer_starts_once_the_broker_becomes_reachable(
+    repository: UsageRepository, tmp_path: Path, make_event: MakeEvent, poll: Poll
+) -> None:
+    port = free_port()
+    consumer = make_consumer(f"127.0.0.1:{port}", "usage.v1.late", "usage.v1.late.dlq", repository)
+    starting = asyncio.create_task(start_when_reachable(consumer, retry_seconds=0.1))
+    try:
+        await asyncio.sleep(0.3)
+        assert not starting.done()
+        with TansuBroker(port=port) as late:
+            admin = AIOKafkaAdminClient(bootstrap_servers=late.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic("usage.v1.late", num_partitions=1, replication_factor=1)])
+            finally:
+                await admin.close()
+            await starting
+            producer = SpooledProducer(late.bootstrap, tmp_path / "spool")
+            await producer.start()
+            event = make_event()
+            _publish(producer, "usage.v1.late", event)
+
+            async def stored() -> bool:
+                return await repository.get_request(event.request_id) is not None
+
+            try:
+                await poll(stored)
+            finally:
+                await producer.stop()
+                await consumer.stop()
+    finally:
+        starting.cancel()

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from pydantic import ValidationError
 
 from crossmodel.usage.v1 import usage_pb2_grpc
 from crossmodel_common.db import make_engine, run_migrations
@@ -16,7 +18,7 @@ from crossmodel_common.logging import get_logger, setup_logging
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.config import Settings
-from crossmodel_usage.consumer import make_consumer
+from crossmodel_usage.consumer import make_consumer, start_when_reachable
 from crossmodel_usage.server import SERVICE_NAME, UsageServicer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -34,22 +36,36 @@ async def serve(settings: Settings) -> None:
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(repository), server.server)
     consumer = make_consumer(settings.kafka_bootstrap, settings.usage_topic, settings.dlq_topic, repository)
-    await server.start()
-    await consumer.start()
-    log.info("usage service started", listen=settings.listen, port=server.port, topic=settings.usage_topic)
+    starting = asyncio.create_task(start_when_reachable(consumer))
     try:
+        await server.start()
+        log.info(
+            "usage service started", listen=settings.listen, port=server.port, topic=settings.usage_topic
+        )
         await shutdown
     finally:
         log.info("usage service stopping")
         await server.health.enter_graceful_shutdown()
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
         await consumer.stop()
         await server.stop()
         await engine.dispose()
         shutdown_telemetry()
 
 
+def load_settings() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]  # the required fields come from the environment
+    except ValidationError as exc:
+        prefix = Settings.model_config.get("env_prefix", "")
+        names = sorted({prefix + str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
+        sys.exit(f"crossmodel-usage: missing or invalid settings: {', '.join(names)}\n{exc}")
+
+
 def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # the required fields come from the environment
+    settings = load_settings()
     setup_logging("usage", settings.log_level)
     if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)

@@ -4,7 +4,11 @@ after the database commit; redelivered events find their request id stored and c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
@@ -39,3 +43,18 @@ def make_consumer(
     bootstrap: str, topic: str, dlq_topic: str, repository: UsageRepository, *, group: str = GROUP
 ) -> IdempotentConsumer:
     return IdempotentConsumer(bootstrap, topic, group, make_handler(repository), dlq_topic=dlq_topic)
+
+
+async def start_when_reachable(consumer: IdempotentConsumer, *, retry_seconds: float = 2.0) -> None:
+    """Start `consumer`, retrying for as long as the broker is unreachable, so that the read API
+    keeps serving meanwhile; events wait in the topic (and in the edge's spool)."""
+    while True:
+        try:
+            await consumer.start()
+            log.info("consuming", topic=consumer.topic, group=consumer.group)
+            return
+        except KafkaError as exc:
+            log.warning("broker unreachable, retrying", error=str(exc), retry_seconds=retry_seconds)
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            await asyncio.sleep(retry_seconds)
