@@ -68,12 +68,12 @@ def body_of(req: Request, model: str = "gemini-2.5-flash") -> dict[str, Any]:
 def test_request_path_headers_and_stream() -> None:
     req = Request(model="google/gemini-2.5-flash", messages=[Message("user", [TextPart("hi")])])
     up = GeminiProvider().build_request(req, "gemini-2.5-flash", "AIza-test")
-    assert up.path == "/models/gemini-2.5-flash:generateContent"
+    assert up.path == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert up.headers == {"content-type": "application/json", "x-goog-api-key": "AIza-test"}
     assert up.stream is False
     req.stream = True
     up = GeminiProvider().build_request(req, "models/gemini-2.5-flash", "AIza-test")
-    assert up.path == "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert up.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert up.stream is True
     assert orjson.loads(up.body) == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 

@@ -583,3 +583,45 @@ def test_chat_upstream_reasoning_stream_to_responses_client() -> None:
     assert reasoning_text
     assert reasoning_text not in message["content"][0]["text"]
     assert final["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
+
+
+# ------------------------------------------------------------------------------ OpenAI provider
+
+
+def test_openai_provider_serves_responses_clients_natively_and_chat_clients_by_chat() -> None:
+    from crossmodel_protocols.openai_chat import ChatIngress, ChatProvider
+    from crossmodel_protocols.openai_responses import OpenAIProvider
+
+    codec = OpenAIProvider()
+    assert isinstance(codec, ChatProvider)  # chat clients keep the chat fast path
+    native = codec.build_request(_client_request(stream=True), "gpt-5-mini", "k")
+    assert native.path == "/responses"
+    chat_req = ChatIngress().parse_request(b'{"model":"m","messages":[{"role":"user","content":"x"}]}', {})
+    assert codec.build_request(chat_req, "gpt-5-mini", "k").path == "/chat/completions"
+    assert (
+        codec.parse_response(golden("openai_upstream_response.json")).finish_reason is FinishReason.TOOL_USE
+    )
+    chat_body = (
+        b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}'
+    )
+    assert codec.parse_response(chat_body).content == [TextPart("hi")]
+
+
+@pytest.mark.parametrize("size", [1, 5, 4096])
+def test_openai_provider_stream_parser_tells_the_two_streams_apart(size: int) -> None:
+    from crossmodel_protocols.openai_responses import OpenAIProvider
+
+    def run(wire: bytes) -> list[StreamEvent]:
+        parser = OpenAIProvider().stream_parser()
+        out: list[StreamEvent] = []
+        for i in range(0, len(wire), size):
+            out.extend(parser.feed(wire[i : i + size]))
+        return out + parser.close()
+
+    native = run(golden("openai_upstream_reasoning_tools.sse"))
+    assert native == feed_in_pieces(golden("openai_upstream_reasoning_tools.sse"), 4096)
+    chat = run((Path(__file__).parent / "golden" / "openai_upstream_text.sse").read_bytes())
+    assert isinstance(chat[0], StreamStart)
+    assert chat[0].id.startswith("chatcmpl")
+    assert any(isinstance(e, TextDelta) for e in chat)

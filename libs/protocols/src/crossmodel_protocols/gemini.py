@@ -67,6 +67,8 @@ from crossmodel_protocols.sse import SSEDecoder
 CONTENT_TYPE_JSON = "application/json"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 MAX_STOP_SEQUENCES = 5
+# Thinking config, `parametersJsonSchema` and `responseJsonSchema` are v1beta fields.
+API_VERSION = "v1beta"
 
 _FINISH = {
     "STOP": FinishReason.END_TURN,
@@ -568,8 +570,8 @@ def parse_gemini_error(status: int, body: bytes, headers: Mapping[str, str]) -> 
 
 
 class GeminiProvider:
-    """Provider codec for the Gemini API. The deployment's base URL ends before `/models`
-    (e.g. `https://generativelanguage.googleapis.com/v1beta`)."""
+    """Provider codec for the Gemini API. The deployment's base URL is the API root, as Google's
+    SDKs take it (`https://generativelanguage.googleapis.com`); the version is in the path."""
 
     protocol = Protocol.GEMINI
 
@@ -581,8 +583,10 @@ class GeminiProvider:
             headers["x-goog-api-key"] = api_key
         # Usage always comes with the last chunk of a Gemini stream: nothing to ask for.
         if request.stream:
-            return UpstreamRequest(f"/models/{model}:streamGenerateContent?alt=sse", body, headers, True)
-        return UpstreamRequest(f"/models/{model}:generateContent", body, headers, False)
+            return UpstreamRequest(
+                f"/{API_VERSION}/models/{model}:streamGenerateContent?alt=sse", body, headers, True
+            )
+        return UpstreamRequest(f"/{API_VERSION}/models/{model}:generateContent", body, headers, False)
 
     def parse_response(self, body: bytes) -> Response:
         try:

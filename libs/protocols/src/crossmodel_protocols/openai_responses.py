@@ -63,7 +63,14 @@ from crossmodel_protocols.canonical import (
 )
 from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
 from crossmodel_protocols.errors import ApiError, error_type_for, render_stream_error
-from crossmodel_protocols.openai_chat import error_kind_for_status, parse_retry_after
+from crossmodel_protocols.openai_chat import (
+    ChatProvider,
+    ChatStreamParser,
+    Dialect,
+    error_kind_for_status,
+    parse_chat_completion,
+    parse_retry_after,
+)
 from crossmodel_protocols.sse import SSEDecoder, encode_event
 
 CONTENT_TYPE_JSON = "application/json"
@@ -1480,3 +1487,68 @@ class ResponsesProvider:
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
         return parse_responses_error(status, body, headers)
+
+
+# ============================================================================================
+# OpenAI: chat completions, or the Responses API natively for Responses clients
+
+
+class _SniffingStreamParser:
+    """Picks the Responses or the chat-chunk parser from the first SSE event: Responses events
+    are typed (`"type":"response.…"`), chat chunks are not."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._inner: ResponsesStreamParser | ChatStreamParser | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        if self._inner is not None:
+            return self._inner.feed(data)
+        self._buf += data
+        head = self._buf.lstrip()
+        if not head.startswith((b"event:", b"data:")) or b"\n" not in head:
+            return []
+        first_line = head.split(b"\n", 1)[0]
+        responses = first_line.startswith(b"event:") or b'"type":"response.' in first_line.replace(b" ", b"")
+        self._inner = ResponsesStreamParser() if responses else ChatStreamParser()
+        buf, self._buf = self._buf, b""
+        return self._inner.feed(buf)
+
+    def close(self) -> list[StreamEvent]:
+        if self._inner is None:
+            if not self._buf.strip():
+                return []
+            self._inner = ChatStreamParser()
+            buf, self._buf = self._buf, b""
+            return self._inner.feed(buf) + self._inner.close()
+        return self._inner.close()
+
+
+class OpenAIProvider(ChatProvider):
+    """OpenAI's own models: Chat Completions for every client, except that a client speaking the
+    Responses API is served by OpenAI's Responses API natively (its state, hosted tools and
+    reasoning items stay intact). It stays a `ChatProvider`, so chat clients keep the chat fast
+    path. Answers are told apart by their shape, since parsing gets no request."""
+
+    def __init__(self) -> None:
+        super().__init__(Dialect.OPENAI)
+        self._responses = ResponsesProvider()
+
+    def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
+        if request.ingress is Protocol.OPENAI_RESPONSES:
+            return self._responses.build_request(request, upstream_model, api_key)
+        return super().build_request(request, upstream_model, api_key)
+
+    def parse_response(self, body: bytes) -> Response:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream response is not JSON") from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("upstream response is not a JSON object")
+        if data.get("object") == "response":
+            return parse_responses_response(data)
+        return parse_chat_completion(data)
+
+    def stream_parser(self) -> _SniffingStreamParser:  # type: ignore[override]
+        return _SniffingStreamParser()
