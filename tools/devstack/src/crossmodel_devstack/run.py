@@ -62,7 +62,7 @@ class LogTail:
             return line
         ts = str(ev.get("timestamp", ""))[11:19]
         level = str(ev.get("level", "")).upper()[:5].ljust(5)
-        extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in _SKIP)
+        extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in _SKIP and v is not None)
         return f"{ts} {level} {ev['event']}" + (f"  {extra}" if extra else "")
 
     def poll(self) -> None:

@@ -381,7 +381,8 @@ class Stack:
                 raise StackError(
                     f"{spec.name} not ready after {timeout:.0f}s ({last}); {proc.log_path}:\n{proc.tail()}"
                 )
-            await asyncio.sleep(0.1)
+            # Each probe of the edge is a logged request: poll it less eagerly.
+            await asyncio.sleep(0.25 if spec.probe == "http" else 0.1)
 
     def dead(self) -> list[ManagedProcess]:
         """Processes that exited although nobody stopped them."""
