@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from crossmodel_simulator import anthropic
 from crossmodel_simulator.script import Expected, expected_completion
 
 _ALNUM = string.ascii_letters + string.digits
@@ -269,6 +270,7 @@ def create_app() -> web.Application:
     app[STATS] = {"requests": 0, "client_disconnects": 0}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_sim/stats", stats)
+    anthropic.register(app)
     app.router.add_post("/deepseek/chat/completions", chat_completions)
     app.router.add_get("/deepseek/models", list_models)
     app.router.add_post("/{vendor}/v1/chat/completions", chat_completions)
