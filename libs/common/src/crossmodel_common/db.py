@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An asyncpg engine. `url` is `postgresql+asyncpg://…`; a plain `postgresql://` URL is
     accepted and given the asyncpg driver."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
@@ -28,7 +28,7 @@ def run_migrations(script_location: Path, url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
