@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from crossmodel_devstack.stack import PROVIDER_PATHS
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "crossmodel"
 DEVINFRA_CHART = REPO / "deploy" / "helm" / "crossmodel-devinfra"
@@ -398,9 +400,24 @@ def test_secret_references_per_component(renders: dict[str, Any]) -> None:
     }
     assert refs["usage"] == {"CROSSMODEL_USAGE_DATABASE_URL": "usage-database-url"}
     assert refs["router"] == {
-        f"CROSSMODEL_ROUTER_PROVIDER_{p}_API_KEY": f"{p.lower()}-api-key"
-        for p in ("OPENAI", "ANTHROPIC", "GEMINI", "DEEPSEEK")
+        f"CROSSMODEL_ROUTER_PROVIDER_{p}_API_KEY": f"{p.lower()}-api-key" for p in catalog_providers()
     }
+
+
+def catalog_providers() -> set[str]:
+    """Provider names of the router's packaged catalog, as they appear in variable names."""
+    catalog = yaml.safe_load(
+        (REPO / "services" / "router" / "src" / "crossmodel_router" / "catalog.yaml").read_text(
+            encoding="utf-8"
+        )
+    )
+    return {name.upper().replace("-", "_") for name in catalog["providers"]}
+
+
+def test_default_providers_are_the_catalog_providers() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert set(values["components"]["router"]["providers"]) == catalog_providers()
+    assert set(PROVIDER_PATHS) == catalog_providers()
 
 
 def test_grpc_targets_are_the_headless_services(renders: dict[str, Any]) -> None:
@@ -531,12 +548,22 @@ def test_dev_providers_point_at_the_simulator(renders: dict[str, Any]) -> None:
     port = simulator["spec"]["ports"][0]["port"]
     env = env_of(pod_spec(dev.get("Deployment", "crossmodel-router"))["containers"][0])
     urls = {k: v for k, v in env.items() if k.endswith("_BASE_URL")}
-    assert set(urls) == {
-        f"CROSSMODEL_ROUTER_PROVIDER_{p}_BASE_URL" for p in ("OPENAI", "ANTHROPIC", "GEMINI", "DEEPSEEK")
-    }
     for url in urls.values():
         assert url.startswith(f"http://crossmodel-simulator:{port}/")
-    assert not [k for k in env if k.endswith("_API_KEY")]
+    # The same vendor paths as `make run` uses.
+    paths = {
+        k.removeprefix("CROSSMODEL_ROUTER_PROVIDER_").removesuffix("_BASE_URL"): v for k, v in urls.items()
+    }
+    assert {k: v.split(f":{port}", 1)[1] for k, v in paths.items()} == PROVIDER_PATHS
+    # Every provider's key is in the development Secret.
+    secret = renders["devinfra"].get("Secret", "crossmodel")["stringData"]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in pod_spec(dev.get("Deployment", "crossmodel-router"))["containers"][0]["env"]
+        if e["name"].endswith("_API_KEY")
+    ]
+    assert len(refs) == len(PROVIDER_PATHS)
+    assert set(refs) <= set(secret)
 
 
 def test_devinfra_databases_match_the_init_script(renders: dict[str, Any]) -> None:
