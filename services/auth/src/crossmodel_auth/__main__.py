@@ -12,7 +12,7 @@ import grpc
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from pydantic import ValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -56,10 +56,14 @@ class Running:
 
 async def start(settings: Settings) -> Running:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_seconds,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        )
     )
     repo = PostgresRepository(engine)
     wallet = RedisWallet(redis, reservation_ttl_ms=int(settings.reservation_ttl_seconds * 1000))

@@ -14,6 +14,9 @@ class Settings(ServiceSettings):
     database_url: str
     redis_url: str
     # Admission fails fast (UNAVAILABLE) instead of hanging when Redis stops answering.
+    # Calls beyond this many in flight wait for a free connection (up to the timeout) instead
+    # of failing: redis-py's default pool refuses the 101st.
+    redis_max_connections: int = 64
     redis_timeout_seconds: float = 0.5
     # billing's gRPC address: the balance read-through when Redis has no state for an account.
     billing_target: str

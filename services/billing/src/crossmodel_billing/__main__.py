@@ -13,7 +13,7 @@ from pathlib import Path
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from pydantic import ValidationError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.billing.v1 import billing_pb2_grpc
@@ -70,10 +70,14 @@ async def _republish(billing: Billing) -> None:
 
 async def start(settings: Settings) -> Running:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_seconds,
+            socket_timeout=settings.redis_timeout_seconds,
+            socket_connect_timeout=settings.redis_timeout_seconds,
+        )
     )
     billing = Billing(PostgresLedger(engine), RedisPublisher(BalanceState(redis)))
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)

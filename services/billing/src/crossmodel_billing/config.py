@@ -13,6 +13,9 @@ class Settings(ServiceSettings):
     listen: str = "0.0.0.0:50053"
     database_url: str
     redis_url: str
+    # Calls beyond this many in flight wait for a free connection (up to the timeout) instead
+    # of failing: redis-py's default pool refuses the 101st.
+    redis_max_connections: int = 64
     redis_timeout_seconds: float = 5.0
     kafka_bootstrap: str
     usage_topic: str = "usage.v1"
