@@ -430,12 +430,14 @@ class GeminiStreamParser:
         self._calls = 0
         self._usage: Usage | None = None
         self._finished = False
+        self._failed = False  # nothing follows an upstream error
         self.done = False
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(data):
-            self._chunk(ev.data, out)
+            if not self._failed:
+                self._chunk(ev.data, out)
         return out
 
     def _begin(self, part: Part, kind: str, out: list[StreamEvent]) -> int:
@@ -468,6 +470,7 @@ class GeminiStreamParser:
             err = data["error"]
             kind = _STATUS_KINDS.get(str(err.get("status")), ErrorKind.UPSTREAM_ERROR)
             out.append(StreamError(kind, str(err.get("message") or "upstream error"), err.get("status")))
+            self._failed = True
             return
         if not self._started:
             self._started = True
@@ -529,8 +532,10 @@ class GeminiStreamParser:
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.flush():
-            self._chunk(ev.data, out)
-        self._stop(out)
+            if not self._failed:
+                self._chunk(ev.data, out)
+        if not self._failed:
+            self._stop(out)
         return out
 
 
