@@ -5,6 +5,9 @@ wire format.
 - `POST /deepseek/chat/completions`, `GET /deepseek/models` (also under `/deepseek/v1/`): DeepSeek,
   OpenAI-compatible plus `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens` in usage.
 - `POST /{name}/v1/chat/completions`, `GET /{name}/v1/models`: any OpenAI-compatible vendor.
+- `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
+- `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
+  (`crossmodel_simulator.gemini`).
 - `GET /healthz`: liveness.
 
 Replies and usage follow `crossmodel_simulator.script` (deterministic; scriptable by markers).
@@ -24,7 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from crossmodel_simulator import anthropic
+from crossmodel_simulator import anthropic, gemini, responses
 from crossmodel_simulator.script import Expected, expected_completion
 
 _ALNUM = string.ascii_letters + string.digits
@@ -271,6 +274,8 @@ def create_app() -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_sim/stats", stats)
     anthropic.register(app)
+    responses.register(app)
+    gemini.register(app)
     app.router.add_post("/deepseek/chat/completions", chat_completions)
     app.router.add_get("/deepseek/models", list_models)
     app.router.add_post("/{vendor}/v1/chat/completions", chat_completions)
