@@ -462,3 +462,15 @@ async def test_list_models_and_count_tokens(start_router: RouterFactory, package
     assert counted.input_tokens == 3 + 8 + 12
     bad = await stub.CountTokens(router_pb2.CountTokensRequest(protocol=CHAT, body=b"[]"), timeout=5)
     assert bad.error.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+
+
+async def test_answer_lost_before_its_first_byte_is_retried(
+    start_router: RouterFactory, packaged_catalog: Catalog, simulator_url: str
+) -> None:
+    stub = await start_router(packaged_catalog, max_attempts=3)
+    before = (await sim_stats(simulator_url))["requests"]
+    res = await route(stub, chat("x [sim:drop_after=0]"))
+    assert res.order == ["usage", "error"]
+    assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
+    assert res.usage.output_tokens == 0
+    assert (await sim_stats(simulator_url))["requests"] == before + 3

@@ -269,11 +269,40 @@ class Router:
                 if resp.status == 429 and any(d.name != dep.name for d in plan[attempt + 1 :]):
                     continue
                 break
+            # Nothing has reached the client yet, so a body that breaks before its first bytes
+            # is retried like a refused connection.
+            chunks: AsyncIterator[bytes] | None = None
+            try:
+                if req.stream:
+                    chunks = resp.chunks()
+                    first = await anext(chunks, b"")
+                else:
+                    first = await resp.read()
+                    resp.close()
+                if not first:
+                    raise UpstreamDisconnected("empty response body")
+            except UpstreamDisconnected:
+                resp.close()
+                self._breakers.failure(dep.name)
+                last_latency = self._clock() - t0
+                failure = Failure(
+                    ErrorKind.UPSTREAM_ERROR, "The upstream provider closed the connection before answering."
+                )
+                continue
+            except UpstreamTimeout:
+                resp.close()
+                self._breakers.failure(dep.name)
+                last_latency = self._clock() - t0
+                failure = Failure(ErrorKind.UPSTREAM_TIMEOUT, "The upstream provider did not answer in time.")
+                break
+            except BaseException:
+                resp.close()
+                raise
             self._breakers.success(dep.name)
-            if req.stream:
-                frames = self._stream(req, entry, dep, codec, ingress, resp, t0, fast)
+            if chunks is not None:
+                frames = self._stream(req, entry, dep, codec, ingress, resp, chunks, first, t0, fast)
             else:
-                frames = self._complete(req, entry, dep, codec, ingress, resp, t0, fast)
+                frames = self._complete(req, entry, dep, codec, ingress, resp, first, t0, fast)
             async for frame in frames:
                 yield frame
             return
@@ -335,22 +364,11 @@ class Router:
         codec: ProviderCodec,
         ingress: IngressCodec,
         resp: UpstreamResponse,
+        data: bytes,
         t0: float,
         fast: bool,
     ) -> AsyncIterator[Frame]:
         upstream_id = self._upstream_id(resp)
-        try:
-            data = await resp.read()
-        except (UpstreamTimeout, UpstreamDisconnected) as e:
-            latency = self._clock() - t0
-            yield self._report(
-                req, entry, dep, None, self._estimate(req, 0), latency, 0.0, "error", True, upstream_id
-            )
-            kind = ErrorKind.UPSTREAM_TIMEOUT if isinstance(e, UpstreamTimeout) else ErrorKind.UPSTREAM_ERROR
-            yield Failure(kind, "The upstream provider failed while sending its answer.")
-            return
-        finally:
-            resp.close()
         latency = self._clock() - t0
         try:
             if fast:
@@ -391,6 +409,8 @@ class Router:
         codec: ProviderCodec,
         ingress: IngressCodec,
         resp: UpstreamResponse,
+        chunks: AsyncIterator[bytes],
+        first: bytes,
         t0: float,
         fast: bool,
     ) -> AsyncIterator[Frame]:
@@ -402,7 +422,7 @@ class Router:
         yield Head(200, CONTENT_TYPE_SSE)
         next_progress = clock() + every
         try:
-            async for data in resp.chunks():
+            async for data in _prepend(first, chunks):
                 out = tr.feed(data)
                 if out:
                     yield out
@@ -454,6 +474,12 @@ class Router:
         )
         if failure is not None:
             yield failure
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for data in rest:
+        yield data
 
 
 class _Translator:
