@@ -90,6 +90,18 @@ def test_render_matches_golden(variant: str, renders: dict[str, Any], update_gol
     )
 
 
+def test_every_value_is_documented() -> None:
+    doc = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    undocumented = [key for key in values if f"`{key}" not in doc]
+    for component in values["components"].values():
+        undocumented += [key for key in component if key not in doc]
+    undocumented += [
+        f"networkPolicy.{key}" for key in values["networkPolicy"] if f"networkPolicy.{key}" not in doc
+    ]
+    assert not undocumented, f"docs/deploy.md does not mention {sorted(set(undocumented))}"
+
+
 def test_every_golden_file_belongs_to_a_variant() -> None:
     assert {p.stem for p in GOLDEN.glob("*.yaml")} == set(VARIANTS)
 
