@@ -24,6 +24,10 @@ ERROR_KINDS: dict[ErrorKind, router_pb2.ErrorKind.ValueType] = {
     k: router_pb2.ErrorKind.Value("ERROR_KIND_" + k.value) for k in ErrorKind
 }
 
+_CLIENT_ERRORS = frozenset(
+    {ErrorKind.INVALID_REQUEST, ErrorKind.MODEL_NOT_FOUND, ErrorKind.REQUEST_TOO_LARGE}
+)
+
 
 def price_pb(entry: ModelEntry) -> router_pb2.Price:
     p = entry.prices
@@ -123,7 +127,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     )
                 )
             elif isinstance(frame, Failure):
-                log.warning(
+                # The client's own mistakes are routine; upstream failures are worth a look.
+                emit = log.info if frame.kind in _CLIENT_ERRORS else log.warning
+                emit(
                     "route failed",
                     kind=frame.kind.value,
                     message=frame.message,
