@@ -36,6 +36,9 @@ from crossmodel_devstack.broker import TansuBroker, free_port, wait_for_port
 DATABASE_URL_VAR = "CROSSMODEL_DATABASE_URL"
 REDIS_URL_VAR = "CROSSMODEL_REDIS_URL"
 KAFKA_BOOTSTRAP_VAR = "CROSSMODEL_KAFKA_BOOTSTRAP"
+# "1": skip servers already running and Docker, go straight to the embedded ones (what a laptop
+# with nothing installed gets; lets a machine that has servers exercise that path).
+EMBEDDED_VAR = "CROSSMODEL_DEVSTACK_EMBEDDED"
 
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -121,6 +124,10 @@ async def _redis_answers(url: str) -> None:
         await client.aclose()
 
 
+def _embedded_only(env: Mapping[str, str]) -> bool:
+    return env.get(EMBEDDED_VAR, "").lower() in ("1", "true", "yes")
+
+
 def docker_engine_answers() -> bool:
     """testcontainers raises at once without an engine; ask the engine first, briefly."""
     try:
@@ -181,6 +188,8 @@ async def find_postgres(state_dir: Path, env: Mapping[str, str] = os.environ) ->
         except Exception as exc:
             raise InfraError(f"{DATABASE_URL_VAR}={redact(url)} does not answer: {exc}") from exc
         return Server("postgres", plain_postgres_url(url), DATABASE_URL_VAR)
+    if _embedded_only(env):
+        return await asyncio.to_thread(_embedded_postgres, state_dir / "postgres")
     try:
         await _postgres_answers(LOCAL_POSTGRES_URL)
         return Server("postgres", LOCAL_POSTGRES_URL, "local server on 127.0.0.1:5432")
@@ -298,6 +307,8 @@ async def find_redis(state_dir: Path, env: Mapping[str, str] = os.environ, *, pe
         except Exception as exc:
             raise InfraError(f"{REDIS_URL_VAR}={redact(url)} does not answer: {exc}") from exc
         return Server("redis", url, REDIS_URL_VAR)
+    if _embedded_only(env):
+        return await asyncio.to_thread(_embedded_redis, state_dir / "redis", persist=persist)
     try:
         await _redis_answers(LOCAL_REDIS_URL)
         return Server("redis", LOCAL_REDIS_URL, "local server on 127.0.0.1:6379")

@@ -32,6 +32,8 @@ BROKER_PORT = 9092
 _COLORS = ("36", "33", "35", "32", "34", "31")
 # Keys every log line has; the rest are printed as key=value after the message.
 _SKIP = frozenset({"event", "timestamp", "level", "service", "logger", "span_id"})
+# Readiness and liveness probes stay in the log files, off the terminal.
+_PROBE_PATHS = frozenset({"/readyz", "/healthz"})
 
 
 class LogTail:
@@ -41,7 +43,8 @@ class LogTail:
         self.out = out
         self.color = out.isatty() and os.environ.get("NO_COLOR") is None
         self.files = {s.name: stack.config.log_dir / f"{s.name}.log" for s in stack.specs}
-        self.offsets = {name: (p.stat().st_size if p.exists() else 0) for name, p in self.files.items()}
+        # Each run starts new log files (the previous run's are rotated away), so from the top.
+        self.offsets = dict.fromkeys(self.files, 0)
         self.width = max(len(n) for n in self.files)
         self.partial: dict[str, bytes] = {}
 
@@ -53,13 +56,16 @@ class LogTail:
         return f"\x1b[{color}m{label}\x1b[0m | "
 
     @staticmethod
-    def render(line: str) -> str:
+    def render(line: str) -> str | None:
+        """A readable line, or None for one not worth the terminal (probe requests)."""
         try:
             ev: dict[str, Any] = json.loads(line)
         except ValueError:
             return line
         if not isinstance(ev, dict) or "event" not in ev:
             return line
+        if ev.get("path") in _PROBE_PATHS and ev.get("event") == "request":
+            return None
         ts = str(ev.get("timestamp", ""))[11:19]
         level = str(ev.get("level", "")).upper()[:5].ljust(5)
         extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in _SKIP and v is not None)
@@ -81,8 +87,9 @@ class LogTail:
             if rest:
                 self.partial[name] = rest
             for raw in lines:
-                if raw.strip():
-                    self.out.write(self.prefix(name) + self.render(raw.decode(errors="replace")) + "\n")
+                text = self.render(raw.decode(errors="replace")) if raw.strip() else None
+                if text is not None:
+                    self.out.write(self.prefix(name) + text + "\n")
         self.out.flush()
 
     async def follow(self) -> None:
@@ -107,6 +114,14 @@ async def _example_model(stack: Stack) -> str:
     return ids[0] if ids else "openai/gpt-4o-mini"
 
 
+def _shown(path: Path) -> str:
+    """Paths relative to the working directory when under it, as a reader would type them."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def banner(stack: Stack, infra: Infra, creds: DevCredentials, env_path: Path, model: str) -> str:
     cfg = stack.config
     grpc_line = "  ".join(f"{s.name} {stack.target(s.name)}" for s in SERVICES if s.probe == "grpc")
@@ -118,14 +133,14 @@ def banner(stack: Stack, infra: Infra, creds: DevCredentials, env_path: Path, mo
         ("PostgreSQL", f"{redact(infra.postgres.url)}  [{infra.postgres.origin}]"),
         ("Redis", f"{redact(infra.redis.url)}  [{infra.redis.origin}]"),
         ("Kafka", f"{infra.kafka.url}  [{infra.kafka.origin}]  topic {cfg.usage_topic}"),
-        ("logs", f"{cfg.log_dir}/<service>.log  (JSON lines; docs/development.md has jq recipes)"),
-        ("credentials", f"{env_path}  (key {'reused' if creds.key_reused else 'created'})"),
+        ("logs", f"{_shown(cfg.log_dir)}/<service>.log  (JSON lines; docs/development.md has jq recipes)"),
+        ("credentials", f"{_shown(env_path)}  (key {'reused' if creds.key_reused else 'created'})"),
         ("dev account", f"{creds.account_id}  balance {format_micros(creds.balance_micros)}"),
     ]
     width = max(len(r[0]) for r in rows)
     body = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
     curl = (
-        f"  set -a; . {env_path}; set +a\n"
+        f"  set -a; . {_shown(env_path)}; set +a\n"
         f'  curl {stack.edge_url}/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY" \\\n'
         f"    -H 'content-type: application/json' \\\n"
         f'    -d \'{{"model":"{model}","messages":[{{"role":"user","content":"Hello!"}}]}}\''
@@ -173,15 +188,18 @@ async def _serve(state_dir: Path) -> int:
 
 async def _serve_on(infra: Infra, config: StackConfig, previous: dict[str, str], env_path: Path) -> int:
     stack = Stack(config, infra)
+    follower: LogTail | None = None
     tail: asyncio.Task[None] | None = None
     try:
         for kind, url, origin in infra.describe():
             print(f"  {kind:<8} {url}  [{origin}]", flush=True)
         print("Creating databases and topics, applying migrations…", flush=True)
         await stack.prepare()
-        print(f"Starting {', '.join(s.name for s in SERVICES)} (logs in {config.log_dir})…", flush=True)
-        follower = LogTail(stack)
+        print(
+            f"Starting {', '.join(s.name for s in SERVICES)} (logs in {_shown(config.log_dir)})…", flush=True
+        )
         stack.spawn()
+        follower = LogTail(stack)
         tail = asyncio.create_task(follower.follow())
         await stack.wait_ready()
         creds = await bootstrap(stack.target("auth"), stack.target("billing"), previous, config.admin_token)
@@ -206,6 +224,8 @@ async def _serve_on(infra: Infra, config: StackConfig, previous: dict[str, str],
                 await tail
         print("\nStopping…", flush=True)
         stack.stop()
+        if follower is not None:
+            follower.poll()  # the services' own shutdown lines
         print("Stopped.", flush=True)
 
 
