@@ -114,3 +114,14 @@ async def test_create_topics_is_idempotent() -> None:
         finally:
             await admin.close()
         assert len(described[0]["partitions"]) == 4
+
+
+async def test_the_embedded_switch_skips_running_servers(tmp_path: Path) -> None:
+    from crossmodel_devstack.infra import EMBEDDED_VAR
+
+    server = await find_redis(tmp_path, {EMBEDDED_VAR: "1"}, persist=False)
+    try:
+        assert server.started_here
+        assert "embedded" in server.origin
+    finally:
+        server.stop()
