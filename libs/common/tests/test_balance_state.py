@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from crossmodel_common.balance_state import AdmitCode, BalanceState, window_tokens_key
+from crossmodel_common.balance_state import AdmitCode, BalanceState, Publish, window_tokens_key
 from crossmodel_common.ids import new_id, new_request_id
 
 REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -246,3 +246,26 @@ async def test_large_amounts_keep_exact_integers(state: BalanceState) -> None:
         await state.publish(account_id=account, release_request_id=rid)
     ).released_micros == 123_456_789_012_345
     assert (await state.account_state(account)).held_micros == 0
+
+
+async def test_publish_many_releases_and_publishes_in_one_round_trip(state: BalanceState) -> None:
+    a = await _account(state, 1_000, "key_a")
+    b = await _account(state, 500, "key_b")
+    ra, _, _ = await _admit(state, a, "key_a", reserve=300)
+    rb, _, _ = await _admit(state, b, "key_b", reserve=200)
+    results = await state.publish_many(
+        [
+            Publish(a, 800, 2, ra, "key_a", 200),
+            Publish(b, 450, 2, rb, "key_b", 50),
+            Publish(b, 300, 1, "req_unknown"),
+        ]
+    )
+    assert [(r.balance_applied, r.released_micros) for r in results] == [
+        (True, 300),
+        (True, 200),
+        (False, None),
+    ]
+    for account, balance in ((a, 800), (b, 450)):
+        snap = await state.account_state(account)
+        assert (snap.balance_micros, snap.held_micros) == (balance, 0)
+    assert await state.publish_many([]) == []

@@ -23,6 +23,7 @@ clock says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
@@ -299,11 +300,47 @@ class PublishResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Publish:
+    """One of billing's writes (see BalanceState.publish)."""
+
+    account_id: str
+    balance_micros: int | None = None
+    version: int = 0
+    release_request_id: str = ""
+    key_id: str = ""
+    key_spent_micros: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
     balance_micros: int | None
     version: int | None
     held_micros: int
     reservations: dict[str, int]
+
+
+def _publish_call(item: Publish) -> tuple[list[str], list[Any]]:
+    return (
+        [
+            balance_key(item.account_id),
+            reservations_key(item.account_id),
+            reservation_expiry_key(item.account_id),
+            held_key(item.account_id),
+            key_spent_key(item.account_id),
+        ],
+        [
+            "" if item.balance_micros is None else item.balance_micros,
+            item.version,
+            item.release_request_id,
+            item.key_id,
+            "" if item.key_spent_micros is None else item.key_spent_micros,
+        ],
+    )
+
+
+def _publish_result(raw: Any) -> PublishResult:
+    applied, released, spent = (int(v) for v in raw)
+    return PublishResult(applied == 1, None if released < 0 else released, spent == 1)
 
 
 def _int(value: Any) -> int:
@@ -396,24 +433,22 @@ class BalanceState:
         holds a newer version), the key's spend (never lowered) and the release of the request's
         reservation, atomically — so `balance - reservations` never counts a charge twice or
         frees a reservation before its charge is visible."""
-        raw = await self._publish(
-            keys=[
-                balance_key(account_id),
-                reservations_key(account_id),
-                reservation_expiry_key(account_id),
-                held_key(account_id),
-                key_spent_key(account_id),
-            ],
-            args=[
-                "" if balance_micros is None else balance_micros,
-                version,
-                release_request_id,
-                key_id,
-                "" if key_spent_micros is None else key_spent_micros,
-            ],
+        keys, args = _publish_call(
+            Publish(account_id, balance_micros, version, release_request_id, key_id, key_spent_micros)
         )
-        applied, released, spent = (int(v) for v in raw)
-        return PublishResult(applied == 1, None if released < 0 else released, spent == 1)
+        return _publish_result(await self._publish(keys=keys, args=args))
+
+    async def publish_many(self, items: Sequence[Publish]) -> list[PublishResult]:
+        """`publish` for many items in one pipelined round trip. Each item is atomic on its own;
+        an item's balance must already include the charges of every request it releases."""
+        if not items:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in items:
+                keys, args = _publish_call(item)
+                await self._publish(keys=keys, args=args, client=pipe)
+            raw = await pipe.execute()
+        return [_publish_result(r) for r in raw]
 
     async def seed_balance(self, account_id: str, balance_micros: int) -> bool:
         """Install a balance read from billing when Redis has none (version 0, so the next
