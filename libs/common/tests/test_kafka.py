@@ -182,3 +182,46 @@ async def test_a_rebalance_during_a_batch_does_not_stop_the_consumer(broker: Tan
         await producer.stop()
         await b.stop()
         await a.stop()
+
+
+async def test_a_batch_whose_effects_cannot_be_made_durable_is_delivered_again(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    await _create_topic(broker.bootstrap, "settle")
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await producer.start()
+    for i in range(5):
+        producer.publish(OutgoingRecord("settle", b"k", f"e{i}".encode(), []))
+    staged: list[bytes] = []
+    durable: list[bytes] = []
+    attempts = {"n": 0}
+
+    async def handle(record: Any) -> None:
+        staged.append(record.value)
+
+    async def make_durable() -> None:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            staged.clear()
+            raise RuntimeError("database went away before the flush")
+        durable.extend(staged)
+        staged.clear()
+
+    consumer = IdempotentConsumer(
+        broker.bootstrap, "settle", "g-settle", handle, dlq_topic="settle.dlq", before_commit=make_durable
+    )
+    await consumer.start()
+    await _eventually(lambda: sorted(durable) == [f"e{i}".encode() for i in range(5)])
+    await consumer.stop()
+    # The offsets were committed once durable: the group resumes after them.
+    again: list[bytes] = []
+
+    async def record_again(record: Any) -> None:
+        again.append(record.value)
+
+    producer.publish(OutgoingRecord("settle", b"k", b"later", []))
+    resumed = IdempotentConsumer(broker.bootstrap, "settle", "g-settle", record_again, dlq_topic="settle.dlq")
+    await resumed.start()
+    await _eventually(lambda: again == [b"later"])
+    await resumed.stop()
+    await producer.stop()

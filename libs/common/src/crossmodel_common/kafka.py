@@ -271,7 +271,11 @@ class IdempotentConsumer:
         dlq_topic: str,
         max_records: int = 200,
         retry_backoff: float = 0.5,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`before_commit`, when given, runs after each batch's records were handled and before
+        their offsets are committed: handlers may then make their effects durable once per
+        batch instead of once per record. If it raises, the batch is delivered again."""
         self._bootstrap = bootstrap
         self.topic = topic
         self.group = group
@@ -279,6 +283,7 @@ class IdempotentConsumer:
         self.dlq_topic = dlq_topic
         self._max_records = max_records
         self._backoff = retry_backoff
+        self._before_commit = before_commit
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -376,7 +381,29 @@ class IdempotentConsumer:
                 for record in records:
                     await self._process(record)
                     offsets[tp] = record.offset + 1
+            if self._before_commit is not None and not await self._settle(consumer, batches):
+                continue
             await self._commit(consumer, offsets)
+
+    async def _settle(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> bool:
+        """Run before_commit; when it fails, rewind the batch's partitions so that it is
+        delivered again (handlers are idempotent) and its offsets are not committed."""
+        assert self._before_commit is not None
+        try:
+            await self._before_commit()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: redeliver, never skip
+            log.warning("batch not made durable, delivering it again", error=repr(exc), topic=self.topic)
+            assigned = consumer.assignment()
+            for tp, records in batches.items():
+                if records and tp in assigned:
+                    consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(self._backoff)
+            return False
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         # When the group rebalanced while the batch was processed, some partitions now belong to
