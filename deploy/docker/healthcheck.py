@@ -23,7 +23,8 @@ def check_grpc(target: str, service: str = "") -> str | None:
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT_SECONDS)
+            request = health_pb2.HealthCheckRequest(service=service)
+            reply = stub.Check(request, timeout=TIMEOUT_SECONDS)  # type: ignore[attr-defined]
         except grpc.RpcError as exc:
             return f"{target}: {exc.code().name}"
     if reply.status != health_pb2.HealthCheckResponse.SERVING:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -435,7 +435,7 @@ def local_closure(package: str) -> frozenset[str]:
 
 
 @functools.cache
-def installed_distributions() -> dict[str, list[str]]:
+def installed_distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
