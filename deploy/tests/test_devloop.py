@@ -269,6 +269,9 @@ def test_compose_migrates_each_database_once_before_its_service(compose: dict[st
         assert migrate["build"] == service["build"]
         assert migrate["environment"] == service["environment"]
         assert migrate["restart"] == "no"
+        assert migrate["read_only"] is True
+        assert migrate["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in migrate["security_opt"]
         assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert service["depends_on"][f"{name}-migrate"]["condition"] == "service_completed_successfully"
     assert {n for n in services if n.endswith("-migrate")} == {f"{n}-migrate" for n in DATABASES}
