@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from crossmodel_common.config import ServiceSettings
@@ -32,3 +33,5 @@ class Settings(ServiceSettings):
     backend_timeout_seconds: float = 5.0
     # How often the cached model catalog is refreshed from the router.
     catalog_refresh_seconds: float = 30.0
+    # Bearer token of the admin API under /admin/v1; empty turns that API off (docs/admin.md).
+    admin_token: SecretStr = SecretStr("")
