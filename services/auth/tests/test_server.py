@@ -294,7 +294,7 @@ async def test_balance_and_spend_are_read_from_billing_when_redis_lost_them(
     _, auth = await start_auth(billing_target=target)
     account_id, created = await _account_with_key(auth, spend_cap_micros=1_000)
     await ledger.credit(Credit(account_id, 5_000, new_id("pay"), "top-up", adjustment=False))
-    await ledger.settle(Charge(new_request_id(), account_id, created.key.id, "m", 900))
+    await ledger.settle([Charge(new_request_id(), account_id, created.key.id, "m", 900)])
     # As if Redis had restarted empty: no balance, no spend for this account.
     await redis.delete(balance_key(account_id), key_spent_key(account_id))
 

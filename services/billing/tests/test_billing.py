@@ -164,7 +164,7 @@ async def test_usage_events_charge_once_and_release_reservations(
     )
 
     async def settled() -> bool:
-        return running.consumer.processed >= 3
+        return running.charges.settled >= 3
 
     await eventually(settled)
     balance = await stub.GetBalance(pb.GetBalanceRequest(account_id=account))
@@ -194,7 +194,7 @@ async def test_redelivering_the_whole_topic_changes_nothing(
     )
 
     async def consumed() -> bool:
-        return running.consumer.processed >= 30
+        return running.charges.settled >= 30
 
     await eventually(consumed)
 
@@ -218,10 +218,11 @@ async def test_redelivering_the_whole_topic_changes_nothing(
     )
 
     async def replayed() -> bool:
-        return replay.consumer.processed >= 60 and running.consumer.processed >= 60
+        return replay.charges.settled >= 60 and running.charges.settled >= 60
 
     await eventually(replayed)
     assert await snapshot() == before
+    assert (running.charges.charged, replay.charges.charged) == (30, 0)
 
 
 async def test_poison_events_go_to_the_dead_letter_topic(
@@ -246,7 +247,7 @@ async def test_poison_events_go_to_the_dead_letter_topic(
     )
 
     async def done() -> bool:
-        return running.consumer.dead_lettered >= 3 and running.consumer.processed >= 1
+        return running.consumer.dead_lettered >= 3 and running.charges.settled >= 1
 
     await eventually(done)
     assert (await stub.GetBalance(pb.GetBalanceRequest(account_id=account))).balance_micros == 990
@@ -277,9 +278,31 @@ async def test_concurrent_deliveries_of_one_event_charge_once(start_billing: obj
     from crossmodel_billing.consumer import charge_from_event
 
     charge = charge_from_event(_event(account, 100))
-    outcomes = await asyncio.gather(*(running.billing.settle(charge) for _ in range(10)))
-    assert sum(1 for o in outcomes if o is not None and o.applied) == 1
+    outcomes = await asyncio.gather(*(running.billing.settle([charge]) for _ in range(10)))
+    assert sum(o.applied for (o,) in outcomes) == 1
     assert (await stub.GetBalance(pb.GetBalanceRequest(account_id=account))).balance_micros == 900
+
+
+async def test_a_batch_charges_each_request_once_with_its_own_balance_history(start_billing: object) -> None:
+    running, stub = await start_billing()  # type: ignore[operator]
+    assert isinstance(running, Running)
+    from crossmodel_billing.consumer import charge_from_event
+
+    a, b = new_id("acct"), new_id("acct")
+    await _top_up(stub, a, 1_000)
+    first = charge_from_event(_event(a, 100))
+    batch = [first, charge_from_event(_event(b, 7)), first, charge_from_event(_event(a, 50, key_id="key_z"))]
+    outcomes = await running.billing.settle(batch)
+    assert [o.applied for o in outcomes] == [True, True, True]
+    assert [o.balance.balance_micros for o in outcomes] == [850, -7, 850]
+    again = await running.billing.settle(batch)
+    assert [o.applied for o in again] == [False, False, False]
+
+    ledger = (await stub.ListLedger(pb.ListLedgerRequest(account_id=a))).entries
+    history = sorted((e.amount_micros, e.balance_after_micros) for e in ledger)
+    assert history == [(-100, 900), (-50, 850), (1_000, 1_000)]
+    assert (await stub.GetBalance(pb.GetBalanceRequest(account_id=b))).balance_micros == -7
+    assert (await stub.GetKeySpend(pb.GetKeySpendRequest(key_id="key_z"))).spent_micros >= 50
 
 
 async def test_balances_are_republished_on_start(

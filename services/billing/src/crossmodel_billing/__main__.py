@@ -20,7 +20,7 @@ from crossmodel.billing.v1 import billing_pb2_grpc
 from crossmodel_billing.adapters.postgres import PostgresLedger
 from crossmodel_billing.adapters.wallet import RedisPublisher
 from crossmodel_billing.config import Settings
-from crossmodel_billing.consumer import make_consumer
+from crossmodel_billing.consumer import ChargeBatch, make_consumer
 from crossmodel_billing.domain.billing import Billing
 from crossmodel_billing.server import SERVICE_NAME, BillingServicer
 from crossmodel_common.balance_state import BalanceState
@@ -39,6 +39,7 @@ log = get_logger("crossmodel_billing")
 class Running:
     server: GrpcServer
     consumer: IdempotentConsumer
+    charges: ChargeBatch
     engine: AsyncEngine
     redis: Redis
     billing: Billing
@@ -84,15 +85,16 @@ async def start(settings: Settings) -> Running:
     billing_pb2_grpc.add_BillingServiceServicer_to_server(
         BillingServicer(billing, currency=settings.currency), server.server
     )
+    charges = ChargeBatch(billing)
     consumer = make_consumer(
         settings.kafka_bootstrap,
         settings.usage_topic,
         settings.dlq_topic,
-        billing,
+        charges,
         group=settings.consumer_group,
     )
     await server.start()
-    running = Running(server, consumer, engine, redis, billing)
+    running = Running(server, consumer, charges, engine, redis, billing)
     running.republish = asyncio.create_task(_republish(billing), name="publish-balances")
     await consumer.start()
     return running

@@ -6,7 +6,8 @@ is the lock that orders an account's entries, and its version numbers them in co
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -85,9 +86,9 @@ class PostgresLedger:
         self._engine = engine
 
     @staticmethod
-    async def _apply(conn: AsyncConnection, account_id: str, amount: int) -> Balance:
-        """Add `amount` (signed) to the account's balance, creating it at 0 first; locks the row
-        until the transaction ends."""
+    async def _apply(conn: AsyncConnection, account_id: str, amount: int, *, entries: int = 1) -> Balance:
+        """Add `amount` (signed, the sum of `entries` ledger entries) to the account's balance,
+        creating it at 0 first; locks the row until the transaction ends."""
         charged = -amount if amount < 0 else 0
         credited = amount if amount > 0 else 0
         stmt = (
@@ -97,7 +98,7 @@ class PostgresLedger:
                 balance_micros=amount,
                 total_charged_micros=charged,
                 total_credited_micros=credited,
-                version=1,
+                version=entries,
                 updated_at=func.now(),
             )
             .on_conflict_do_update(
@@ -106,7 +107,7 @@ class PostgresLedger:
                     "balance_micros": balances.c.balance_micros + amount,
                     "total_charged_micros": balances.c.total_charged_micros + charged,
                     "total_credited_micros": balances.c.total_credited_micros + credited,
-                    "version": balances.c.version + 1,
+                    "version": balances.c.version + entries,
                     "updated_at": func.now(),
                 },
             )
@@ -133,64 +134,109 @@ class PostgresLedger:
         return (await conn.execute(select(ledger_entries).where(where))).first()
 
     @_reachable
-    async def charge(self, charge: Charge) -> ChargeOutcome:
-        is_dup = (ledger_entries.c.kind == EntryKind.CHARGE.value) & (
-            ledger_entries.c.request_id == charge.request_id
-        )
+    async def charge(self, charges: Sequence[Charge]) -> list[ChargeOutcome]:
+        """One transaction for the whole batch: group commit is what lets one consumer keep up
+        (a commit waits for the WAL flush; a charge per commit would cap it at the disk's fsync
+        rate). Returns one outcome per distinct request id, in order."""
+        unique: dict[str, Charge] = {}
+        for c in charges:
+            unique.setdefault(c.request_id, c)
+        # A concurrent delivery of the same events (another consumer after a rebalance) can win
+        # an insert; the batch then rolls back and is retried, finding those as duplicates.
+        for _ in range(3):
+            outcomes = await self._charge_once(list(unique.values()))
+            if outcomes is not None:
+                return outcomes
+        raise Unavailable("concurrent deliveries of the same events kept conflicting; retry")
+
+    async def _charge_once(self, charges: list[Charge]) -> list[ChargeOutcome] | None:
         async with self._engine.connect() as conn:
-            # Redelivered events are the common duplicate: answer them without taking the lock.
-            if await self._exists(conn, is_dup) is None:
-                balance = await self._apply(conn, charge.account_id, -charge.cost_micros)
-                inserted = (
-                    await conn.execute(
-                        insert(ledger_entries)
-                        .values(
-                            id=new_id("le"),
-                            account_id=charge.account_id,
-                            kind=EntryKind.CHARGE.value,
-                            amount_micros=-charge.cost_micros,
-                            balance_after_micros=balance.balance_micros,
-                            balance_version=balance.version,
-                            request_id=charge.request_id,
-                            key_id=charge.key_id,
-                            model=charge.model,
-                            description=charge.description,
-                            created_at=func.now(),
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(ledger_entries.c.id)
+            rows = await conn.execute(
+                select(ledger_entries.c.request_id).where(
+                    (ledger_entries.c.kind == EntryKind.CHARGE.value)
+                    & ledger_entries.c.request_id.in_([c.request_id for c in charges])
+                )
+            )
+            seen = {r.request_id for r in rows}
+            by_account: dict[str, list[Charge]] = defaultdict(list)
+            for c in charges:
+                if c.request_id not in seen:
+                    by_account[c.account_id].append(c)
+
+            balances_now: dict[str, Balance] = {}
+            entries: list[dict[str, Any]] = []
+            spends: dict[str, tuple[str, int]] = {}
+            # Accounts in a fixed order, so concurrent batches take the balance locks in the same
+            # order and cannot deadlock.
+            for account_id in sorted(by_account):
+                batch = by_account[account_id]
+                total = sum(c.cost_micros for c in batch)
+                final = await self._apply(conn, account_id, -total, entries=len(batch))
+                balances_now[account_id] = final
+                running, version = final.balance_micros + total, final.version - len(batch)
+                for c in batch:
+                    running -= c.cost_micros
+                    version += 1
+                    entries.append(
+                        {
+                            "id": new_id("le"),
+                            "account_id": account_id,
+                            "kind": EntryKind.CHARGE.value,
+                            "amount_micros": -c.cost_micros,
+                            "balance_after_micros": running,
+                            "balance_version": version,
+                            "request_id": c.request_id,
+                            "key_id": c.key_id,
+                            "model": c.model,
+                            "description": c.description,
+                        }
                     )
-                ).first()
-                if inserted is not None:
-                    spent = None
-                    if charge.key_id:
-                        spent = (
-                            await conn.execute(
-                                insert(key_spend)
-                                .values(
-                                    key_id=charge.key_id,
-                                    account_id=charge.account_id,
-                                    spent_micros=charge.cost_micros,
-                                    updated_at=func.now(),
-                                )
-                                .on_conflict_do_update(
-                                    index_elements=[key_spend.c.key_id],
-                                    set_={
-                                        "spent_micros": key_spend.c.spent_micros + charge.cost_micros,
-                                        "updated_at": func.now(),
-                                    },
-                                )
-                                .returning(key_spend.c.spent_micros)
-                            )
-                        ).scalar_one()
-                    await conn.commit()
-                    return ChargeOutcome(True, balance, spent)
-                # A concurrent delivery of the same event won the race.
-                await conn.rollback()
-            balance = await self._read_balance(conn, charge.account_id)
-            spent = await self._read_spend(conn, charge.key_id)
-            await conn.rollback()
-        return ChargeOutcome(False, balance, spent)
+                    if c.key_id:
+                        spends[c.key_id] = (account_id, spends.get(c.key_id, ("", 0))[1] + c.cost_micros)
+            if entries:
+                inserted = await conn.execute(
+                    insert(ledger_entries).on_conflict_do_nothing().returning(ledger_entries.c.request_id),
+                    entries,
+                )
+                if len(inserted.all()) != len(entries):
+                    await conn.rollback()
+                    return None
+
+            spent_now: dict[str, int] = {}
+            for key_id in sorted(spends):
+                account_id, amount = spends[key_id]
+                spent_now[key_id] = (
+                    await conn.execute(
+                        insert(key_spend)
+                        .values(
+                            key_id=key_id, account_id=account_id, spent_micros=amount, updated_at=func.now()
+                        )
+                        .on_conflict_do_update(
+                            index_elements=[key_spend.c.key_id],
+                            set_={
+                                "spent_micros": key_spend.c.spent_micros + amount,
+                                "updated_at": func.now(),
+                            },
+                        )
+                        .returning(key_spend.c.spent_micros)
+                    )
+                ).scalar_one()
+            # Duplicates change nothing, but their release and publish are redone with the
+            # current state (the publish after their first commit may have been lost).
+            for c in charges:
+                if c.account_id not in balances_now:
+                    balances_now[c.account_id] = await self._read_balance(conn, c.account_id)
+                if c.key_id and c.key_id not in spent_now:
+                    spent_now[c.key_id] = await self._read_spend(conn, c.key_id) or 0
+            await conn.commit()
+        return [
+            ChargeOutcome(
+                c.request_id not in seen,
+                balances_now[c.account_id],
+                spent_now[c.key_id] if c.key_id else None,
+            )
+            for c in charges
+        ]
 
     @_reachable
     async def credit(self, credit: Credit, entry_id: str) -> tuple[LedgerEntry, bool, Balance]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from crossmodel_billing.domain.ledger import (
     Balance,
     Charge,
@@ -15,11 +17,19 @@ from crossmodel_billing.domain.ledger import (
     validate_charge,
     validate_credit,
 )
-from crossmodel_billing.domain.ports import BalancePublisher, LedgerStore
+from crossmodel_billing.domain.ports import BalancePublisher, LedgerStore, Publication
 from crossmodel_common.ids import new_id
 
 MAX_ENTRIES = 1000
 DEFAULT_ENTRIES = 50
+_PUBLISH_BATCH = 500
+
+
+def _distinct(charges: Sequence[Charge]) -> list[Charge]:
+    seen: dict[str, Charge] = {}
+    for c in charges:
+        seen.setdefault(c.request_id, c)
+    return list(seen.values())
 
 
 class Billing:
@@ -27,26 +37,31 @@ class Billing:
         self._store = store
         self._publisher = publisher
 
-    async def settle(self, charge: Charge) -> ChargeOutcome | None:
-        """Charge the request's cost (once per request id) and release its reservation.
+    async def settle(self, charges: Sequence[Charge]) -> list[ChargeOutcome]:
+        """Charge each request's cost (once per request id) and release its reservation.
 
         The publish runs after the commit and also for duplicates, so a publish lost to a Redis
-        failure is redone when the consumer retries the event."""
-        validate_charge(charge)
-        if charge.cost_micros == 0:
-            # Nothing to charge (a failed or cancelled request that used no tokens): the
-            # reservation is released all the same.
-            await self._publisher.publish(account_id=charge.account_id, release_request_id=charge.request_id)
-            return None
-        outcome = await self._store.charge(charge)
-        await self._publisher.publish(
-            account_id=charge.account_id,
-            balance=outcome.balance,
-            release_request_id=charge.request_id,
-            key_id=charge.key_id,
-            key_spent_micros=outcome.key_spent_micros,
-        )
-        return outcome
+        failure is redone when the consumer delivers the events again."""
+        for charge in charges:
+            validate_charge(charge)
+        priced = [c for c in charges if c.cost_micros > 0]
+        outcomes = await self._store.charge(priced) if priced else []
+        by_request = {c.request_id: o for c, o in zip(_distinct(priced), outcomes, strict=True)}
+        items = []
+        for c in _distinct(charges):
+            outcome = by_request.get(c.request_id)
+            if outcome is None:
+                # Nothing to charge (a failed or cancelled request that used no tokens): the
+                # reservation is released all the same.
+                items.append(Publication(c.account_id, release_request_id=c.request_id))
+            else:
+                items.append(
+                    Publication(
+                        c.account_id, outcome.balance, c.request_id, c.key_id, outcome.key_spent_micros
+                    )
+                )
+        await self._publisher.publish(items)
+        return outcomes
 
     async def credit(self, credit: Credit) -> CreditOutcome:
         validate_credit(credit)
@@ -56,7 +71,7 @@ class Billing:
                 "idempotency_key was already used for a different amount or kind; use a new key"
             )
         try:
-            await self._publisher.publish(account_id=credit.account_id, balance=balance)
+            await self._publisher.publish([Publication(credit.account_id, balance)])
         except Exception as exc:
             raise Unavailable(
                 "the credit is recorded but the balance could not be published; "
@@ -78,9 +93,17 @@ class Billing:
         """Publish every balance and key spend to Redis (on start, so a Redis that lost its data
         heals without waiting for each account's next ledger entry). Returns accounts published."""
         count = 0
+        batch: list[Publication] = []
         async for balance in self._store.all_balances():
-            await self._publisher.publish(account_id=balance.account_id, balance=balance)
+            batch.append(Publication(balance.account_id, balance))
             count += 1
+            if len(batch) >= _PUBLISH_BATCH:
+                await self._publisher.publish(batch)
+                batch = []
         async for account_id, key_id, spent in self._store.all_key_spends():
-            await self._publisher.publish(account_id=account_id, key_id=key_id, key_spent_micros=spent)
+            batch.append(Publication(account_id, key_id=key_id, key_spent_micros=spent))
+            if len(batch) >= _PUBLISH_BATCH:
+                await self._publisher.publish(batch)
+                batch = []
+        await self._publisher.publish(batch)
         return count

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from crossmodel_billing.domain.ledger import Balance, Charge, ChargeOutcome, Credit, LedgerEntry
 
 
 class LedgerStore(Protocol):
-    async def charge(self, charge: Charge) -> ChargeOutcome:
-        """Write the charge and the new balance in one transaction; a request id charged
-        before changes nothing (applied=False, current balance)."""
+    async def charge(self, charges: Sequence[Charge]) -> list[ChargeOutcome]:
+        """Write the charges and the new balances in one transaction; one outcome per distinct
+        request id, in order. A request id charged before changes nothing (applied=False, with
+        the current balance and key spend)."""
         ...
 
     async def credit(self, credit: Credit, entry_id: str) -> tuple[LedgerEntry, bool, Balance]:
@@ -26,13 +28,16 @@ class LedgerStore(Protocol):
     def all_key_spends(self) -> AsyncIterator[tuple[str, str, int]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What billing tells admission after a commit (see crossmodel_common.balance_state)."""
+
+    account_id: str
+    balance: Balance | None = None
+    release_request_id: str = ""
+    key_id: str = ""
+    key_spent_micros: int | None = None
+
+
 class BalancePublisher(Protocol):
-    async def publish(
-        self,
-        *,
-        account_id: str,
-        balance: Balance | None = None,
-        release_request_id: str = "",
-        key_id: str = "",
-        key_spent_micros: int | None = None,
-    ) -> None: ...
+    async def publish(self, items: Sequence[Publication]) -> None: ...
