@@ -205,6 +205,9 @@ def channel(target: str, *, timeout: float = 10.0) -> grpc.aio.Channel:
         target,
         interceptors=[_UnaryUnaryClient(timeout), _UnaryStreamClient(timeout)],
         options=[
+            # Behind a headless Kubernetes Service the name resolves to every pod; round_robin
+            # spreads calls over them instead of pinning one connection to one pod.
+            ("grpc.lb_policy_name", "round_robin"),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
