@@ -165,6 +165,15 @@ async def test_tpm_counts_estimates_and_settles_to_actual(state: BalanceState) -
     assert int(raw) == 700
 
 
+async def test_tokens_are_counted_only_for_keys_with_a_window(state: BalanceState) -> None:
+    account = await _account(state, 10**9, "key_a")
+    common = {"account_id": account, "key_id": "key_a", "generation": 1, "tokens": 40, "reserve_micros": 1}
+    free = await state.admit(request_id=new_request_id(), rpm=0, tpm=0, spend_cap_micros=0, **common)  # type: ignore[arg-type]
+    limited = await state.admit(request_id=new_request_id(), rpm=0, tpm=100, spend_cap_micros=0, **common)  # type: ignore[arg-type]
+    assert (free.code, free.reserved_tokens) == (AdmitCode.ALLOWED, 0)
+    assert (limited.code, limited.reserved_tokens) == (AdmitCode.ALLOWED, 40)
+
+
 async def test_a_request_larger_than_the_tpm_limit_runs_alone(state: BalanceState) -> None:
     account = await _account(state, 10**9, "key_a")
     assert (await _admit(state, account, "key_a", tokens=5000, tpm=1000))[1] is AdmitCode.ALLOWED

@@ -205,7 +205,10 @@ if limited then
   redis.call('PEXPIRE', wtok, window)
 end
 local a, b, c, d, e, f = state(1, tokens, true)
-return {0, a, b, c, d, e, f, 0, reserve, tokens}
+-- reserved_tokens tells the caller whether a Settle can correct anything: only windows count.
+local counted = 0
+if limited then counted = tokens end
+return {0, a, b, c, d, e, f, 0, reserve, counted}
 """
 )
 
