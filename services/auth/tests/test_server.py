@@ -326,3 +326,22 @@ async def test_admission_without_redis_is_unavailable(start_auth: StartAuth, aut
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _authorize(cut_off, created.secret)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_keys_can_be_created_and_revocation_is_refused_while_redis_is_down(
+    start_auth: StartAuth, auth: AuthServiceStub
+) -> None:
+    _, cut_off = await start_auth(redis_url="redis://127.0.0.1:9/0")
+    account = (await cut_off.CreateAccount(pb.CreateAccountRequest(name="no-redis"))).account
+    created = await cut_off.CreateKey(pb.CreateKeyRequest(account_id=account.id, name="k"))
+    assert created.secret.startswith("cm-")
+    # A revoke that could not reach Redis would leave cached copies admitting the key: refuse it
+    # and keep the key as it was.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await cut_off.RevokeKey(pb.RevokeKeyRequest(key_id=created.key.id))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    key = (await auth.GetKey(pb.GetKeyRequest(key_id=created.key.id))).key
+    assert key.status == pb.KEY_STATUS_ACTIVE
+    assert (
+        await auth.RevokeKey(pb.RevokeKeyRequest(key_id=created.key.id))
+    ).key.status == pb.KEY_STATUS_REVOKED

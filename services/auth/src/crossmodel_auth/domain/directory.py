@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
-from crossmodel_auth.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from crossmodel_auth.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from crossmodel_auth.domain.keys import Account, ApiKey, KeyLimits, hash_secret, validate_limits
 from crossmodel_auth.domain.ports import Repository, Wallet
 from crossmodel_common.ids import new_api_key, new_id
@@ -56,8 +57,9 @@ class Directory:
             limits=limits,
         )
         # Admission reloads a key whose generation Redis does not know, so this only saves the
-        # first request that reload.
-        await self._wallet.publish_key_generation(key.account_id, key.id, key.generation)
+        # first request that reload; failing the call here would lose a secret already issued.
+        with contextlib.suppress(Unavailable):
+            await self._wallet.publish_key_generation(key.account_id, key.id, key.generation)
         return key, secret
 
     async def get_key(self, key_id: str, account_id: str = "") -> ApiKey:
