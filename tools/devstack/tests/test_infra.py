@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -69,7 +71,16 @@ def test_a_configured_broker_is_used_as_is(tmp_path: Path) -> None:
     assert (server.url, server.started_here) == ("kafka.example:9092", False)
 
 
-async def test_embedded_postgres_serves_over_its_socket_and_stops(tmp_path: Path) -> None:
+@pytest.fixture
+def pg_parent() -> Iterator[Path]:
+    """Not pytest's tmp_path: as root the server runs as another user, which needs to traverse
+    every parent directory, and pytest keeps its base directory private (0700)."""
+    with tempfile.TemporaryDirectory(prefix="crossmodel-pg-") as d:
+        yield Path(d)
+
+
+async def test_embedded_postgres_serves_over_its_socket_and_stops(pg_parent: Path) -> None:
+    tmp_path = pg_parent
     server = await asyncio.to_thread(_embedded_postgres, tmp_path / "postgres")
     try:
         assert "host=" in server.url
