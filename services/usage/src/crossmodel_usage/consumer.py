@@ -1,6 +1,8 @@
 """The Kafka loop: each UsageEvent on the usage topic becomes one request-log row and its share
-of the daily aggregates. The consumer helper commits offsets after the handler returns, i.e.
-after the database commit; redelivered events find their request id stored and change nothing."""
+of the daily aggregates. Each event is committed to the database on its own (atomically, without
+waiting for the disk); once per batch the writes are made durable, and only then does the
+consumer helper commit the batch's offsets. Redelivered events find their request id stored and
+change nothing."""
 
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ def make_handler(repository: UsageRepository) -> Handler:
             raise PoisonMessage(f"undecodable UsageEvent: {exc}") from exc
         try:
             record = normalize(record_from_event(event), fallback_time_ms=max(message.timestamp, 0))
-            if not await repository.record(record):
+            # Made durable once per batch, before the offsets are committed (see make_consumer).
+            if not await repository.record(record, durable=False):
                 log.debug("duplicate usage event skipped", request_id=record.request_id)
         except InvalidRecord as exc:
             raise PoisonMessage(f"invalid UsageEvent: {exc}") from exc
@@ -42,7 +45,17 @@ def make_handler(repository: UsageRepository) -> Handler:
 def make_consumer(
     bootstrap: str, topic: str, dlq_topic: str, repository: UsageRepository, *, group: str = GROUP
 ) -> IdempotentConsumer:
-    return IdempotentConsumer(bootstrap, topic, group, make_handler(repository), dlq_topic=dlq_topic)
+    return IdempotentConsumer(
+        bootstrap,
+        topic,
+        group,
+        make_handler(repository),
+        dlq_topic=dlq_topic,
+        # One disk flush per batch instead of one per event (~100x the throughput where a flush
+        # costs milliseconds); if it fails, the batch is delivered again and skipped as duplicates
+        # where it was stored.
+        before_commit=repository.make_durable,
+    )
 
 
 async def start_when_reachable(consumer: IdempotentConsumer, *, retry_seconds: float = 2.0) -> None:

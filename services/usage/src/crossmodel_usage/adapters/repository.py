@@ -11,21 +11,20 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Date,
-    Integer,
     Select,
+    bindparam,
     case,
     func,
     literal,
-    literal_column,
     select,
+    text,
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import TextClause
 
 from crossmodel_usage.adapters.tables import request_log, usage_daily
 from crossmodel_usage.domain.queries import (
@@ -53,6 +52,8 @@ _COUNTERS = (
     "errors",
 )
 _TOTALS_FIELDS = tuple(f.name for f in dataclasses.fields(Totals))
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+_XACT_ID = text("SELECT pg_current_xact_id()")
 
 
 def _log_row(record: UsageRecord) -> dict[str, Any]:
@@ -63,17 +64,41 @@ def _log_row(record: UsageRecord) -> dict[str, Any]:
     return row
 
 
-def _increments(record: UsageRecord) -> dict[str, int]:
-    return {
-        "requests": 1,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "cached_input_tokens": record.cached_input_tokens,
-        "cache_write_tokens": record.cache_write_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "cost_micros": record.cost_micros,
-        "errors": int(record.is_error),
-    }
+def _record_statement() -> TextClause:
+    """Insert a log row unless its request id exists and, only when it was inserted (the
+    aggregate insert selects from the log insert's RETURNING), add it to its day's aggregate.
+
+    Plain SQL built once from the tables: SQLAlchemy cannot cache the compiled form of
+    PostgreSQL's INSERT … ON CONFLICT, and compiling it costs more than running it. Its
+    parameters are named after the log's columns, plus `day` and `errors`."""
+    log = [c.name for c in _LOG_COLUMNS]
+    day_key = ["account_id", "day", "key_id", "model"]
+    adds = {"requests": "1", **{n: f":{n}" for n in _COUNTERS if n in log}, "errors": ":errors"}
+    sql = f"""
+        WITH inserted AS (
+            INSERT INTO request_log ({", ".join(log)})
+            VALUES ({", ".join(f":{n}" for n in log)})
+            ON CONFLICT (request_id) DO NOTHING
+            RETURNING request_id
+        )
+        INSERT INTO usage_daily ({", ".join(day_key)}, {", ".join(adds)})
+        SELECT {", ".join(f":{n}" for n in day_key)}, {", ".join(adds.values())} FROM inserted
+        ON CONFLICT ({", ".join(day_key)}) DO UPDATE SET
+            {", ".join(f"{n} = usage_daily.{n} + excluded.{n}" for n in _COUNTERS)}
+        RETURNING 1
+    """  # noqa: S608 - every name comes from the table definitions, every value is a parameter
+    return text(sql).bindparams(
+        *(bindparam(c.name, type_=c.type) for c in _LOG_COLUMNS),
+        bindparam("day", type_=Date),
+        bindparam("errors", type_=BigInteger),
+    )
+
+
+def _record_params(record: UsageRecord) -> dict[str, Any]:
+    params = _log_row(record)
+    params["day"] = record.day
+    params["errors"] = int(record.is_error)
+    return params
 
 
 def _record(row: RowMapping) -> UsageRecord:
@@ -100,46 +125,40 @@ def _in_range(column: Any, span: TimeRange) -> list[ColumnElement[bool]]:
     return conds
 
 
+_RECORD = _record_statement()
+
+
 class UsageRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def record(self, record: UsageRecord) -> bool:
+    async def record(self, record: UsageRecord, *, durable: bool = True) -> bool:
         """Store `record` once: a new request id adds a log row and its usage to the day's
         aggregate; a request id already stored changes nothing. True when it was new.
 
         One statement does both (the aggregate insert reads the log insert's RETURNING), so the
-        two can never disagree, whatever is redelivered or runs concurrently."""
-        inserted = (
-            pg_insert(request_log)
-            .values(_log_row(record))
-            .on_conflict_do_nothing(index_elements=[request_log.c.request_id])
-            .returning(request_log.c.request_id)
-            .cte("inserted")
-        )
-        increments = _increments(record)
-        keys = {
-            "account_id": record.account_id,
-            "day": record.day,
-            "key_id": record.key_id,
-            "model": record.model,
-        }
-        source = select(
-            *(literal(v, Date if k == "day" else None).label(k) for k, v in keys.items()),
-            *(literal(v, BigInteger).label(k) for k, v in increments.items()),
-        ).select_from(inserted)
-        add = pg_insert(usage_daily).from_select([*keys, *increments], source)
-        upsert: ReturningInsert[tuple[int]] = add.on_conflict_do_update(
-            constraint="usage_daily_pkey",
-            set_={n: usage_daily.c[n] + add.excluded[n] for n in _COUNTERS},
-        ).returning(literal_column("1", Integer))
+        two can never disagree, whatever is redelivered or runs concurrently.
+
+        With `durable=False` the commit does not wait for the disk: the write is atomic and
+        visible at once but may be lost if PostgreSQL crashes, until `make_durable()`."""
         try:
             async with self._engine.begin() as conn:
-                result = await conn.execute(upsert)
+                if not durable:
+                    await conn.execute(_ASYNC_COMMIT)
+                result = await conn.execute(_RECORD, _record_params(record))
                 return result.first() is not None
         except (DataError, IntegrityError) as exc:
             # The database refuses this record's values; retrying cannot help.
             raise InvalidRecord(f"database refused the record: {exc.orig}") from exc
+
+    async def make_durable(self) -> None:
+        """Return once every write committed before the call is on disk.
+
+        A commit that waits for the disk flushes the write-ahead log up to its own commit
+        record, which lies after those of every earlier (asynchronous) commit; assigning a
+        transaction id is what makes this otherwise empty transaction write one."""
+        async with self._engine.begin() as conn:
+            await conn.execute(_XACT_ID)
 
     async def get_request(self, request_id: str) -> UsageRecord | None:
         stmt = select(*_LOG_COLUMNS).where(request_log.c.request_id == request_id)
