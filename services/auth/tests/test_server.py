@@ -227,6 +227,27 @@ async def test_limit_changes_apply_at_once_on_every_replica(auth_pair: Pair, wal
     assert ok.rate_limit.limit_requests == 3
 
 
+async def test_refusals_from_a_cached_record_are_confirmed_after_an_update(
+    auth_pair: Pair, wallet: BalanceState
+) -> None:
+    a, b = auth_pair
+    past = int(time.time() * 1000) - 1
+    account_id, created = await _account_with_key(a, wallet, allowed_models=["anthropic/*"])
+    assert (
+        await _authorize(b, created.secret, model="openai/gpt-4o")
+    ).decision == pb.DECISION_MODEL_NOT_ALLOWED
+    await a.UpdateKey(
+        pb.UpdateKeyRequest(
+            key_id=created.key.id, account_id=account_id, limits=pb.KeyLimits(expires_at_unix_ms=past)
+        )
+    )
+    assert (await _authorize(b, created.secret, model="openai/gpt-4o")).decision == pb.DECISION_KEY_EXPIRED
+    await a.UpdateKey(
+        pb.UpdateKeyRequest(key_id=created.key.id, account_id=account_id, limits=pb.KeyLimits())
+    )
+    assert (await _authorize(b, created.secret, model="openai/gpt-4o")).decision == pb.DECISION_ALLOWED
+
+
 async def test_last_used_is_recorded_off_the_request_path(
     auth: AuthServiceStub, wallet: BalanceState
 ) -> None:

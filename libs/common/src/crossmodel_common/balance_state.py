@@ -465,6 +465,11 @@ class BalanceState:
         """Make every auth replica's cached copy of the key older than `generation` stale."""
         await self._set_max(keys=[key_generation_key(account_id)], args=[key_id, generation])
 
+    async def key_generation(self, account_id: str, key_id: str) -> int | None:
+        """The key's current generation, for callers that refuse without running `admit`."""
+        raw = await self.redis.hget(key_generation_key(account_id), key_id)
+        return None if raw is None else int(raw)
+
     async def account_state(self, account_id: str) -> AccountState:
         """A read of the account's wallet state (operators and tests; not the admission path)."""
         async with self.redis.pipeline(transaction=True) as pipe:

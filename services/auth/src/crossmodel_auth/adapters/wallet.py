@@ -66,3 +66,6 @@ class RedisWallet(BalanceState):
 
     async def publish_key_generation(self, account_id: str, key_id: str, generation: int) -> None:
         await _guard(super().publish_key_generation(account_id, key_id, generation))
+
+    async def key_generation(self, account_id: str, key_id: str) -> int | None:
+        return await _guard(super().key_generation(account_id, key_id))

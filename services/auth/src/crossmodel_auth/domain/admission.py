@@ -97,15 +97,27 @@ class Admission:
         now_ms = int(self._clock() * 1000)
         key_hash = hash_secret(secret)
         key = await self._keys.get(key_hash)
+        verified = False
         for _ in range(self._MAX_ATTEMPTS):
             refused = _status_verdict(key, now_ms)
-            if refused is not None:
-                return refused
-            assert key is not None
-            if not model_allowed(key.limits.allowed_models, model):
-                return Verdict(
+            if refused is None and key is not None and not model_allowed(key.limits.allowed_models, model):
+                refused = Verdict(
                     Decision.MODEL_NOT_ALLOWED, f"this API key may not use the model {model!r}", key
                 )
+            if refused is not None:
+                # Revocation is final and an unknown hash stays unknown; any other refusal may
+                # come from a cached record that an update has since changed (a new expiry, more
+                # models), so it is confirmed against the generation in Redis first.
+                if key is None or refused.decision is Decision.KEY_REVOKED or verified:
+                    return refused
+                verified = True
+                if await self._wallet.key_generation(key.account_id, key.id) == key.generation:
+                    return refused
+                key = await self._keys.refresh(key_hash)
+                if key is not None:
+                    await self._wallet.publish_key_generation(key.account_id, key.id, key.generation)
+                continue
+            assert key is not None
             result = await self._wallet.admit(
                 account_id=key.account_id,
                 key_id=key.id,
