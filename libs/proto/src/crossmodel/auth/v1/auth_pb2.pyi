@@ -90,6 +90,31 @@ KEY_STATUS_REVOKED: KeyStatus.ValueType  # 2
 KEY_STATUS_EXPIRED: KeyStatus.ValueType  # 3
 Global___KeyStatus: _TypeAlias = KeyStatus  # noqa: Y015
 
+class _SignInResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignInResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignInResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGN_IN_RESULT_UNSPECIFIED: _SignInResult.ValueType  # 0
+    SIGN_IN_RESULT_OK: _SignInResult.ValueType  # 1
+    SIGN_IN_RESULT_INVALID_CREDENTIALS: _SignInResult.ValueType  # 2
+    """unknown email or wrong password: not told apart"""
+    SIGN_IN_RESULT_RATE_LIMITED: _SignInResult.ValueType  # 3
+    """too many attempts for this email or address"""
+    SIGN_IN_RESULT_ACCOUNT_DISABLED: _SignInResult.ValueType  # 4
+
+class SignInResult(_SignInResult, metaclass=_SignInResultEnumTypeWrapper): ...
+
+SIGN_IN_RESULT_UNSPECIFIED: SignInResult.ValueType  # 0
+SIGN_IN_RESULT_OK: SignInResult.ValueType  # 1
+SIGN_IN_RESULT_INVALID_CREDENTIALS: SignInResult.ValueType  # 2
+"""unknown email or wrong password: not told apart"""
+SIGN_IN_RESULT_RATE_LIMITED: SignInResult.ValueType  # 3
+"""too many attempts for this email or address"""
+SIGN_IN_RESULT_ACCOUNT_DISABLED: SignInResult.ValueType  # 4
+Global___SignInResult: _TypeAlias = SignInResult  # noqa: Y015
+
 @_typing.final
 class KeyLimits(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -771,3 +796,274 @@ class IntrospectKeyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IntrospectKeyResponse: _TypeAlias = IntrospectKeyResponse  # noqa: Y015
+
+@_typing.final
+class ConsoleUser(_message.Message):
+    """---- Console users and sessions (docs/console.md) ----
+    A console user signs in with email + password (argon2id, hashed here only) and belongs to one
+    account. Sessions are opaque random tokens that auth stores only as SHA-256 hashes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CREATED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    account_id: _builtins.str
+    email: _builtins.str
+    """normalized: trimmed, lower case"""
+    created_at_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        created_at_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "created_at_unix_ms", b"created_at_unix_ms", "email", b"email", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleUser: _TypeAlias = ConsoleUser  # noqa: Y015
+
+@_typing.final
+class CreateConsoleUserRequest(_message.Message):
+    """ALREADY_EXISTS when the email is taken, INVALID_ARGUMENT for a bad email or password,
+    RESOURCE_EXHAUSTED when the address made too many sign-ups.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    password: _builtins.str
+    """never stored or logged; only its argon2id hash is kept"""
+    account_id: _builtins.str
+    """join this existing account; empty = create a new one"""
+    account_name: _builtins.str
+    """name of the new account; empty = the email"""
+    client_ip: _builtins.str
+    """the browser's address, for the rate limit; empty = none"""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        account_name: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_name", b"account_name", "client_ip", b"client_ip", "email", b"email", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConsoleUserRequest: _TypeAlias = CreateConsoleUserRequest  # noqa: Y015
+
+@_typing.final
+class CreateConsoleUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___ConsoleUser: ...
+    @_builtins.property
+    def account(self) -> Global___Account: ...
+    def __init__(
+        self,
+        *,
+        user: Global___ConsoleUser | None = ...,
+        account: Global___Account | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateConsoleUserResponse: _TypeAlias = CreateConsoleUserResponse  # noqa: Y015
+
+@_typing.final
+class ConsoleSession(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CSRF_TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """opaque secret for the session cookie; returned only here"""
+    expires_at_unix_ms: _builtins.int
+    csrf_token: _builtins.str
+    """synchronizer token bound to this session"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        expires_at_unix_ms: _builtins.int = ...,
+        csrf_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csrf_token", b"csrf_token", "expires_at_unix_ms", b"expires_at_unix_ms", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsoleSession: _TypeAlias = ConsoleSession  # noqa: Y015
+
+@_typing.final
+class SignInRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    password: _builtins.str
+    client_ip: _builtins.str
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+        client_ip: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "email", b"email", "password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInRequest: _TypeAlias = SignInRequest  # noqa: Y015
+
+@_typing.final
+class SignInResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    result: Global___SignInResult.ValueType
+    retry_after_ms: _builtins.int
+    """set when RATE_LIMITED"""
+    @_builtins.property
+    def session(self) -> Global___ConsoleSession:
+        """set when OK"""
+
+    @_builtins.property
+    def user(self) -> Global___ConsoleUser:
+        """set when OK"""
+
+    def __init__(
+        self,
+        *,
+        result: Global___SignInResult.ValueType = ...,
+        session: Global___ConsoleSession | None = ...,
+        user: Global___ConsoleUser | None = ...,
+        retry_after_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "retry_after_ms", b"retry_after_ms", "session", b"session", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInResponse: _TypeAlias = SignInResponse  # noqa: Y015
+
+@_typing.final
+class GetSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionRequest: _TypeAlias = GetSessionRequest  # noqa: Y015
+
+@_typing.final
+class GetSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    CSRF_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """false: unknown, expired or signed out"""
+    csrf_token: _builtins.str
+    expires_at_unix_ms: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___ConsoleUser: ...
+    @_builtins.property
+    def account(self) -> Global___Account: ...
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+        user: Global___ConsoleUser | None = ...,
+        account: Global___Account | None = ...,
+        csrf_token: _builtins.str = ...,
+        expires_at_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "csrf_token", b"csrf_token", "expires_at_unix_ms", b"expires_at_unix_ms", "found", b"found", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionResponse: _TypeAlias = GetSessionResponse  # noqa: Y015
+
+@_typing.final
+class SignOutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutRequest: _TypeAlias = SignOutRequest  # noqa: Y015
+
+@_typing.final
+class SignOutResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutResponse: _TypeAlias = SignOutResponse  # noqa: Y015

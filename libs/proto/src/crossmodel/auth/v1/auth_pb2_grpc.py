@@ -89,6 +89,26 @@ class AuthServiceStub:
                 request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyResponse.FromString,
                 _registered_method=True)
+        self.CreateConsoleUser = channel.unary_unary(
+                '/crossmodel.auth.v1.AuthService/CreateConsoleUser',
+                request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserRequest.SerializeToString,
+                response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserResponse.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/crossmodel.auth.v1.AuthService/SignIn',
+                request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+                response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInResponse.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/crossmodel.auth.v1.AuthService/GetSession',
+                request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionResponse.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/crossmodel.auth.v1.AuthService/SignOut',
+                request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -161,6 +181,31 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateConsoleUser(self, request, context):
+        """The console's users and sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +263,26 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeKey,
                     request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.FromString,
                     response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyResponse.SerializeToString,
+            ),
+            'CreateConsoleUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConsoleUser,
+                    request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserRequest.FromString,
+                    response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserResponse.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.FromString,
+                    response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInResponse.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionRequest.FromString,
+                    response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionResponse.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.FromString,
+                    response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +582,114 @@ class AuthService:
             '/crossmodel.auth.v1.AuthService/RevokeKey',
             crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.SerializeToString,
             crossmodel_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConsoleUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmodel.auth.v1.AuthService/CreateConsoleUser',
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserRequest.SerializeToString,
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.CreateConsoleUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmodel.auth.v1.AuthService/SignIn',
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmodel.auth.v1.AuthService/GetSession',
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionRequest.SerializeToString,
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.GetSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmodel.auth.v1.AuthService/SignOut',
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.SerializeToString,
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,11 @@ class AuthServiceStub:
     ListKeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListKeysRequest, _auth_pb2.ListKeysResponse]
     UpdateKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateKeyRequest, _auth_pb2.UpdateKeyResponse]
     RevokeKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeKeyRequest, _auth_pb2.RevokeKeyResponse]
+    CreateConsoleUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateConsoleUserRequest, _auth_pb2.CreateConsoleUserResponse]
+    """The console's users and sessions."""
+    SignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignInRequest, _auth_pb2.SignInResponse]
+    GetSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetSessionRequest, _auth_pb2.GetSessionResponse]
+    SignOut: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignOutRequest, _auth_pb2.SignOutResponse]
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -59,6 +64,11 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ListKeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListKeysRequest, _auth_pb2.ListKeysResponse]  # type: ignore[assignment]
     UpdateKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateKeyRequest, _auth_pb2.UpdateKeyResponse]  # type: ignore[assignment]
     RevokeKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeKeyRequest, _auth_pb2.RevokeKeyResponse]  # type: ignore[assignment]
+    CreateConsoleUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateConsoleUserRequest, _auth_pb2.CreateConsoleUserResponse]  # type: ignore[assignment]
+    """The console's users and sessions."""
+    SignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignInRequest, _auth_pb2.SignInResponse]  # type: ignore[assignment]
+    GetSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetSessionRequest, _auth_pb2.GetSessionResponse]  # type: ignore[assignment]
+    SignOut: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignOutRequest, _auth_pb2.SignOutResponse]  # type: ignore[assignment]
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -138,5 +148,34 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.RevokeKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RevokeKeyResponse, _abc.Awaitable[_auth_pb2.RevokeKeyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateConsoleUser(
+        self,
+        request: _auth_pb2.CreateConsoleUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateConsoleUserResponse, _abc.Awaitable[_auth_pb2.CreateConsoleUserResponse]]:
+        """The console's users and sessions."""
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _auth_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SignInResponse, _abc.Awaitable[_auth_pb2.SignInResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _auth_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetSessionResponse, _abc.Awaitable[_auth_pb2.GetSessionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SignOut(
+        self,
+        request: _auth_pb2.SignOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SignOutResponse, _abc.Awaitable[_auth_pb2.SignOutResponse]]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
