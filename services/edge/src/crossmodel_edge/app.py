@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from crossmodel_edge.config import Settings
 from crossmodel_edge.middleware import EdgeMiddleware, protocol_for_path, request_info
 from crossmodel_edge.relay import error_response
-from crossmodel_edge.routes import account, catalog, health, inference
+from crossmodel_edge.routes import account, admin, catalog, health, inference
 from crossmodel_edge.runtime import Edge
 from crossmodel_protocols.errors import ApiError, ErrorType
 
@@ -70,6 +70,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(EdgeMiddleware)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (inference, catalog, account, health):
+    for module in (inference, catalog, account, health, admin):
         app.include_router(module.router)
     return app
