@@ -16,15 +16,19 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
+from crossmodel_auth.adapters.attempts import RedisAttempts
 from crossmodel_auth.adapters.billing import BillingBalances
+from crossmodel_auth.adapters.console_postgres import ConsolePostgres
 from crossmodel_auth.adapters.last_used import LastUsedRecorder
+from crossmodel_auth.adapters.passwords import Argon2Passwords
 from crossmodel_auth.adapters.postgres import PostgresRepository
 from crossmodel_auth.adapters.wallet import RedisWallet
 from crossmodel_auth.config import Settings
+from crossmodel_auth.console_server import ConsoleAuthServicer
 from crossmodel_auth.domain.admission import Admission
+from crossmodel_auth.domain.console import ConsolePolicy, ConsoleUsers
 from crossmodel_auth.domain.directory import Directory
 from crossmodel_auth.domain.keycache import KeyCache
-from crossmodel_auth.server import AuthServicer
 from crossmodel_common.db import make_engine, run_migrations
 from crossmodel_common.grpcio import GrpcServer, channel, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
@@ -54,6 +58,17 @@ class Running:
         await self.engine.dispose()
 
 
+def console_policy(settings: Settings) -> ConsolePolicy:
+    return ConsolePolicy(
+        session_ttl_ms=int(settings.console_session_ttl_seconds * 1000),
+        signin_per_email=settings.console_signin_per_email,
+        signin_per_ip=settings.console_signin_per_ip,
+        signin_window_ms=int(settings.console_signin_window_seconds * 1000),
+        signup_per_ip=settings.console_signup_per_ip,
+        signup_window_ms=int(settings.console_signup_window_seconds * 1000),
+    )
+
+
 async def start(settings: Settings) -> Running:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     redis = Redis.from_pool(
@@ -77,8 +92,11 @@ async def start(settings: Settings) -> Running:
         recorder,
     )
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
+    console = ConsoleUsers(
+        ConsolePostgres(engine), Argon2Passwords(), RedisAttempts(redis), console_policy(settings)
+    )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(admission, Directory(repo, wallet)), server.server
+        ConsoleAuthServicer(admission, Directory(repo, wallet), console), server.server
     )
     recorder.start()
     await server.start()

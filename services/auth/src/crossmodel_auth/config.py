@@ -30,3 +30,10 @@ class Settings(ServiceSettings):
     # last_used_at is written in batches this often.
     last_used_flush_seconds: float = 5.0
     db_pool_size: int = 10
+    # The console's sessions and the limits on sign-in and sign-up attempts (docs/console.md).
+    console_session_ttl_seconds: float = 7 * 24 * 3600.0
+    console_signin_per_email: int = 10
+    console_signin_per_ip: int = 50
+    console_signin_window_seconds: float = 900.0
+    console_signup_per_ip: int = 20
+    console_signup_window_seconds: float = 3600.0
