@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
 from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledProducer, trace_headers
+from crossmodel_common.telemetry import RequestIdSpanProcessor
 from crossmodel_devstack.broker import TansuBroker, free_port
+from crossmodel_usage.adapters.database import open_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import request_log, usage_daily
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
@@ -199,3 +205,59 @@ async def test_the_consumer_starts_once_the_broker_becomes_reachable(
                 await consumer.stop()
     finally:
         starting.cancel()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans of this test, whatever tracer provider the session installed first."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(RequestIdSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
+async def test_the_database_write_is_part_of_the_requests_trace(
+    broker: TansuBroker,
+    topics: tuple[str, str],
+    database_url: str,
+    tmp_path: Path,
+    make_event: MakeEvent,
+    poll: Poll,
+    spans: InMemorySpanExporter,
+) -> None:
+    topic, dlq = topics
+    engine = open_engine(database_url)
+    repository = UsageRepository(engine)
+    consumer = make_consumer(broker.bootstrap, topic, dlq, repository, group=f"usage-{secrets.token_hex(4)}")
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await producer.start()
+    await consumer.start()
+    try:
+        event = make_event()
+        with trace.get_tracer("edge").start_as_current_span("POST /v1/chat/completions") as root:
+            _publish(producer, topic, event)
+        trace_id = root.get_span_context().trace_id
+
+        async def stored() -> bool:
+            return await repository.get_request(event.request_id) is not None
+
+        await poll(stored)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await engine.dispose()
+    in_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
+    names = [s.name for s in in_trace]
+    assert f"{topic} process" in names
+    consumer_span = next(s for s in in_trace if s.name == f"{topic} process")
+    writes = [
+        s for s in in_trace if s.parent is not None and s.parent.span_id == consumer_span.context.span_id
+    ]
+    assert any("INSERT" in str((s.attributes or {}).get("db.statement")) for s in writes), names
+    for s in (consumer_span, *writes):
+        assert (s.attributes or {}).get("crossmodel.request_id") == event.request_id

@@ -8,14 +8,14 @@ import contextlib
 import sys
 from pathlib import Path
 
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from pydantic import ValidationError
 
 from crossmodel.usage.v1 import usage_pb2_grpc
-from crossmodel_common.db import make_engine, run_migrations
+from crossmodel_common.db import run_migrations
 from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
+from crossmodel_usage.adapters.database import open_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.config import Settings
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
@@ -30,8 +30,7 @@ async def serve(settings: Settings) -> None:
     shutdown = asyncio.ensure_future(wait_for_shutdown_signal())
     await asyncio.sleep(0)
     setup_telemetry("usage")
-    engine = make_engine(settings.database_url)
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    engine = open_engine(settings.database_url)
     repository = UsageRepository(engine)
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(repository), server.server)
