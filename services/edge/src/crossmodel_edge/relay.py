@@ -198,6 +198,10 @@ class Relay:
         self.max_body_bytes = max_body_bytes
         self.auth_timeout = auth_timeout
         self.route_timeout = route_timeout
+        # Admitted requests whose usage event is not published yet (shutdown waits for them).
+        self.active = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     # -- before admission -----------------------------------------------------------------
 
@@ -310,6 +314,8 @@ class Relay:
             started_unix_ms=started_unix_ms,
             started_mono_ms=started_mono_ms,
         )
+        self.active += 1
+        self.idle.clear()
         call = self.backends.router.Route(
             router_pb2.RouteRequest(
                 request_id=info.request_id,
@@ -456,6 +462,9 @@ class Relay:
         if x.finished:
             return
         x.finished = True
+        self.active -= 1
+        if self.active == 0:
+            self.idle.set()
         if x.error is not None:
             info.error_type = x.error.type.value
         try:

@@ -3,6 +3,8 @@ shutdown: channels, the catalog cache, the usage producer, the relay."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from crossmodel_common.kafka import SpooledProducer
@@ -22,6 +24,7 @@ class Edge:
     backends: Backends
     catalog: CatalogCache
     producer: SpooledProducer
+    publisher: UsagePublisher
     background: Background
     relay: Relay
 
@@ -38,23 +41,30 @@ class Edge:
         catalog = CatalogCache(backends.router, refresh_seconds=settings.catalog_refresh_seconds)
         await catalog.start()
         background = Background()
+        publisher = UsagePublisher(
+            producer, settings.usage_topic, linger_seconds=settings.event_linger_ms / 1000
+        )
         relay = Relay(
             backends=backends,
             catalog=catalog,
-            publisher=UsagePublisher(producer, settings.usage_topic),
+            publisher=publisher,
             background=background,
             max_body_bytes=settings.max_body_bytes,
             auth_timeout=settings.auth_timeout_seconds,
             route_timeout=settings.route_timeout_seconds,
         )
         log.info("edge started", models=len(catalog.catalog) if catalog.catalog else 0)
-        return cls(settings, backends, catalog, producer, background, relay)
+        return cls(settings, backends, catalog, producer, publisher, background, relay)
 
     async def stop(self) -> None:
         """After the server stopped taking requests and drained them: finish the Settle calls,
         spool and flush the usage events, close the channels."""
         await self.catalog.stop()
+        # Requests cancelled at the end of the grace period publish their events as they unwind.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.relay.idle.wait(), timeout=2.0)
         await self.background.drain(timeout=self.settings.shutdown_grace_seconds)
+        self.publisher.close()
         await self.producer.stop(timeout=self.settings.shutdown_grace_seconds)
         await self.backends.close()
         log.info(

@@ -7,10 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from crossmodel_edge.routes.deps import EdgeDep
+from crossmodel_edge.relay import Relay
 from crossmodel_protocols.canonical import Protocol
 
 router = APIRouter(tags=["inference"])
+
+
+def relay(request: Request) -> Relay:
+    # The hot path skips dependency injection: resolving even one dependency costs more than
+    # this attribute lookup.
+    r: Relay = request.app.state.edge.relay
+    return r
+
 
 _JSON_BODY: dict[str, Any] = {
     "requestBody": {
@@ -26,5 +34,5 @@ _JSON_BODY: dict[str, Any] = {
     openapi_extra=_JSON_BODY,
     response_class=Response,
 )
-async def chat_completions(request: Request, edge: EdgeDep) -> Response:
-    return await edge.relay.handle(request, Protocol.OPENAI_CHAT)
+async def chat_completions(request: Request) -> Response:
+    return await relay(request).handle(request, Protocol.OPENAI_CHAT)
