@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -38,3 +39,16 @@ class Settings(ServiceSettings):
     catalog_refresh_seconds: float = 30.0
     # Bearer token of the admin API under /admin/v1; empty turns that API off (docs/admin.md).
     admin_token: SecretStr = SecretStr("")
+
+    # The console under /console (docs/console.md). Session cookies carry `Secure` when the
+    # request came over https ("auto", the scheme uvicorn reports, X-Forwarded-Proto from trusted
+    # proxies included), always, or never (plain-http development only).
+    console_cookie_secure: Literal["auto", "always", "never"] = "auto"
+    # The development payment provider credits top-ups at once: never enable it in production.
+    console_dev_payments: bool = False
+    # The webhook-driven payment provider: the signing secret of the provider's webhook endpoint,
+    # where the console sends a top-up (a hosted checkout / payment link), and how old a signed
+    # event may be.
+    payments_webhook_secret: SecretStr = SecretStr("")
+    payments_checkout_url: str = ""
+    payments_webhook_tolerance_seconds: int = 300
