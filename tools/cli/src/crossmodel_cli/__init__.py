@@ -1,0 +1,1 @@
+"""`crossmodel`: accounts, credits, keys and usage from the command line, over the admin API."""
