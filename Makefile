@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 PACKAGES := libs/proto libs/common libs/protocols \
 	services/edge services/auth services/router services/billing services/usage \
-	tools/simulator tools/devstack
+	tools/simulator tools/devstack tools/cli
 LOCKS := requirements/main.txt requirements/dev.txt
 
 .DEFAULT_GOAL := help
