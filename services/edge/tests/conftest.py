@@ -284,6 +284,9 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
             if marker == "no-messages":
                 yield _error(router_pb2.ERROR_KIND_INVALID_REQUEST, "messages is required")
                 return
+            if marker == "slow" and not stream:
+                self.slow_started.set()
+                await asyncio.sleep(60)
             yield _head(stream)
             if not stream:
                 yield router_pb2.RouteResponse(chunk=COMPLETION)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import httpx
@@ -389,6 +391,41 @@ async def test_client_disconnect_cancels_the_route_call(stack: Stack) -> None:
     assert event.http_status == 499
 
 
+async def test_client_leaving_a_non_streamed_request_cancels_the_route_call(stack: Stack) -> None:
+    router = stack.backends.router
+    router.slow_started.clear()
+    before = len(router.routes)
+    async with httpx.AsyncClient(base_url=stack.edge.url, timeout=30) as http:
+        pending = asyncio.ensure_future(
+            http.post("/v1/chat/completions", json=chat("slow"), headers=bearer(GOOD_KEY))
+        )
+        await eventually(router.slow_started.is_set)
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+    await eventually(lambda: len(router.routes) > before)
+    rid = router.routes[before][0].request_id
+    await eventually(lambda: rid in router.cancelled)
+    event, _, _ = await one_event(stack, rid)
+    assert event.status == ev.REQUEST_STATUS_CANCELLED
+    assert (event.input_tokens, event.output_tokens, event.cost_micros) == (0, 0, 0)
+
+
+async def test_concurrent_streams_each_get_their_own_bytes_and_one_event(stack: Stack) -> None:
+    async def one(http: httpx.AsyncClient) -> tuple[str, bytes]:
+        async with http.stream(
+            "POST", "/v1/chat/completions", json=chat(stream=True), headers=bearer(GOOD_KEY)
+        ) as resp:
+            return request_id(resp), b"".join([c async for c in resp.aiter_raw()])
+
+    async with httpx.AsyncClient(base_url=stack.edge.url, timeout=30) as http:
+        results = await asyncio.gather(*(one(http) for _ in range(40)))
+    assert len({rid for rid, _ in results}) == 40
+    assert all(body == b"".join(STREAM_CHUNKS) for _, body in results)
+    for rid, _ in results:
+        await one_event(stack, rid)
+
+
 # -- models, account, probes ------------------------------------------------------------------
 
 
@@ -462,6 +499,23 @@ async def test_account(stack: Stack) -> None:
     assert TPM_KEY not in resp.text
     assert bad.status_code == 401
     request_id(bad)
+
+
+async def test_anthropic_paths_answer_in_anthropic_shape_with_request_id(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.edge.url) as http:
+        resp = await http.post("/v1/messages/not-a-route", json={})
+    assert resp.status_code == 404
+    assert resp.json()["type"] == "error"
+    assert resp.json()["error"]["type"] == "not_found_error"
+    assert resp.headers["request-id"] == request_id(resp)
+
+
+async def test_openapi_page_lists_the_public_api(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.edge.url) as http:
+        resp = await http.get("/openapi.json")
+    assert resp.status_code == 200
+    paths = resp.json()["paths"]
+    assert {"/v1/chat/completions", "/v1/models", "/v1/models/{vendor}/{model}", "/v1/account"} <= set(paths)
 
 
 async def test_probes(stack: Stack) -> None:

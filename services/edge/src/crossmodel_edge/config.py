@@ -31,9 +31,11 @@ class Settings(ServiceSettings):
     event_linger_ms: float = 20.0
 
     max_body_bytes: int = 32 * 1024 * 1024
-    # Deadlines of the calls the edge makes. Route covers a whole (possibly long) stream.
+    # Deadlines of the calls the edge makes. Route covers a whole (possibly long) stream; it is
+    # a little longer than the router's own total upstream limit (900 s), so a slow upstream is
+    # reported by the router as a typed timeout rather than cut by this deadline.
     auth_timeout_seconds: float = 2.0
-    route_timeout_seconds: float = 600.0
+    route_timeout_seconds: float = 930.0
     backend_timeout_seconds: float = 5.0
     # How often the cached model catalog is refreshed from the router.
     catalog_refresh_seconds: float = 30.0

@@ -80,6 +80,10 @@ class EdgeMiddleware:
             attributes={"http.request.method": method, "url.path": path},
         )
         rid_header = (_RID, rid.encode())
+        # Anthropic's SDKs read the request id from `request-id`.
+        extra = (
+            [rid_header, (b"request-id", rid_header[1])] if path.startswith("/v1/messages") else [rid_header]
+        )
         status = 0
         sent = 0
 
@@ -87,7 +91,7 @@ class EdgeMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -104,11 +108,10 @@ class EdgeMiddleware:
                         err = render_http(
                             ApiError(ErrorType.INTERNAL, "The server had an error processing your request."),
                             protocol_for_path(path),
-                            rid,
                         )
                         headers = [(k.encode(), v.encode()) for k, v in err.headers]
                         await send(
-                            {"type": "http.response.start", "status": 500, "headers": [*headers, rid_header]}
+                            {"type": "http.response.start", "status": 500, "headers": [*headers, *extra]}
                         )
                         await send({"type": "http.response.body", "body": err.body})
                 finally:

@@ -152,7 +152,8 @@ def error_response(
     on_done: Callable[[], None] | None = None,
 ) -> RawResponse:
     info.error_type = error.type.value
-    r = render_http(error, protocol, info.request_id)
+    # The middleware adds x-request-id (and request-id on Anthropic paths) to every response.
+    r = render_http(error, protocol)
     return RawResponse(r.body, r.status, [*r.headers, *extra], on_done)
 
 
