@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
 from crossmodel.usage.v1 import usage_pb2, usage_pb2_grpc
+from crossmodel_common.db import make_engine
 from crossmodel_common.grpcio import GrpcServer, channel
 from crossmodel_devstack.broker import free_port
 from crossmodel_usage.adapters.repository import UsageRepository
@@ -221,3 +222,28 @@ async def test_malformed_requests_are_invalid_arguments(
         await getattr(stub, method)(request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details()
+
+
+async def test_an_unreachable_database_answers_unavailable() -> None:
+    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing_listens_here")
+    port = free_port()
+    server = GrpcServer(f"127.0.0.1:{port}", [SERVICE_NAME], grace=1.0)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(UsageRepository(engine)), server.server)
+    await server.start()
+    ch = channel(f"127.0.0.1:{port}", timeout=5.0)
+    try:
+        stub = usage_pb2_grpc.UsageServiceStub(ch)
+        for method, request in (
+            ("GetTotals", usage_pb2.GetTotalsRequest(account_id="a")),
+            ("GetRequest", usage_pb2.GetRequestRequest(request_id="req_1")),
+            ("ListRequests", usage_pb2.ListRequestsRequest(account_id="a")),
+            ("GetDailyUsage", usage_pb2.GetDailyUsageRequest(account_id="a")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await getattr(stub, method)(request)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, method
+            assert "127.0.0.1" not in (err.value.details() or "")
+    finally:
+        await ch.close()
+        await server.stop()
+        await engine.dispose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -22,8 +24,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
 from crossmodel_usage.adapters.tables import request_log, usage_daily
@@ -34,6 +37,7 @@ from crossmodel_usage.domain.queries import (
     TimeRange,
     Totals,
     TotalsPlan,
+    Unavailable,
 )
 from crossmodel_usage.domain.records import InvalidRecord, Status, UsageRecord, to_datetime, to_unix_ms
 
@@ -128,9 +132,33 @@ def _in_range(column: Any, span: TimeRange) -> list[ColumnElement[bool]]:
 _RECORD = _record_statement()
 
 
+# The database cannot be reached or is going away: the same query may succeed later.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
 class UsageRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        except _UNREACHABLE as exc:
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def record(self, record: UsageRecord, *, durable: bool = True) -> bool:
         """Store `record` once: a new request id adds a log row and its usage to the day's
@@ -162,7 +190,7 @@ class UsageRepository:
 
     async def get_request(self, request_id: str) -> UsageRecord | None:
         stmt = select(*_LOG_COLUMNS).where(request_log.c.request_id == request_id)
-        async with self._engine.connect() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(stmt)).mappings().first()
         return None if row is None else _record(row)
 
@@ -197,7 +225,7 @@ class UsageRepository:
             # One more than asked tells whether another page exists without a count.
             .limit(limit + 1)
         )
-        async with self._engine.connect() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         records = [_record(r) for r in rows[:limit]]
         if len(rows) <= limit:
@@ -240,7 +268,7 @@ class UsageRepository:
             return Totals()
         both = union_all(*parts).subquery()
         stmt = select(*(func.sum(both.c[n]) for n in _TOTALS_FIELDS))
-        async with self._engine.connect() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(stmt)).one()
         return _totals(row)
 
@@ -261,6 +289,6 @@ class UsageRepository:
             .where(*conds)
             .order_by(d.day, d.key_id, d.model)
         )
-        async with self._engine.connect() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(stmt)).all()
         return [DailyUsage(r[0], r[1], r[2], _totals(r[3:])) for r in rows]

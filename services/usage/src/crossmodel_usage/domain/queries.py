@@ -27,6 +27,16 @@ class QueryError(ValueError):
     """The query is malformed; the message says which argument and why."""
 
 
+class Unavailable(RuntimeError):
+    """The usage store cannot be reached now; the same query may succeed later."""
+
+
+def require(value: str, name: str) -> str:
+    if not value:
+        raise QueryError(f"{name} is required")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     requests: int = 0
