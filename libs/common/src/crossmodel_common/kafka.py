@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -358,7 +358,19 @@ class IdempotentConsumer:
             ("crossmodel-dlq-reason", reason.encode()[:1000]),
             ("crossmodel-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
-        await self._dlq.send_and_wait(self.dlq_topic, value=record.value, key=record.key, headers=headers)
+        attempt = 0
+        while True:
+            try:
+                await self._dlq.send_and_wait(
+                    self.dlq_topic, value=record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError as exc:
+                # Until the record is safely in the DLQ its offset must not be committed, and
+                # ending the loop would stop the whole partition: wait for the broker.
+                attempt += 1
+                log.warning("dead-letter send failed, retrying", error=repr(exc), attempt=attempt)
+                await asyncio.sleep(min(self._backoff * 2 ** min(attempt, 6), 30))
         self.dead_lettered += 1
         log.error(
             "record dead-lettered",
@@ -409,15 +421,17 @@ class IdempotentConsumer:
         # When the group rebalanced while the batch was processed, some partitions now belong to
         # another member, which resumes them from the last commit: idempotent handlers make that
         # redelivery harmless, so only the partitions still ours are committed. Raising here
-        # would end the loop and stall this member's partitions for good.
+        # would end the loop and stall this member's partitions for good. The same holds for a
+        # commit the broker could not take (unreachable, timed out): the next batch's commit
+        # covers these offsets too, and until then a restart only redelivers.
         assigned = consumer.assignment()
         mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not mine:
             return
         try:
             await consumer.commit(mine)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("offset commit skipped after a rebalance", error=repr(exc), topic=self.topic)
+        except KafkaError as exc:
+            log.warning("offset commit skipped", error=repr(exc), topic=self.topic)
 
     async def stop(self) -> None:
         if self._task is not None:
