@@ -48,7 +48,10 @@ async def serve(settings: Settings) -> None:
         starting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await starting
-        await consumer.stop()
+        try:
+            await consumer.stop()
+        except Exception:  # noqa: BLE001 - whatever ended the consumer, the server still drains
+            log.exception("consumer ended with an error")
         await server.stop()
         await engine.dispose()
         shutdown_telemetry()
