@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> None:
             await starting
         try:
             await consumer.stop()
-        except Exception:  # noqa: BLE001 - whatever ended the consumer, the server still drains
+        except Exception:  # whatever ended the consumer, the server still drains
             log.exception("consumer ended with an error")
         await server.stop()
         await engine.dispose()
