@@ -209,6 +209,7 @@ async def test_no_token_or_a_wrong_one_is_401_before_the_body_is_read(edge: Runn
             assert err["code"] == "invalid_admin_token"
             assert resp.headers["www-authenticate"].startswith("Bearer")
             assert TOKEN not in resp.text
+            assert resp.headers["cache-control"] == "no-store"
         # A malformed body does not tell a caller without the token anything either.
         resp = await raw.post(
             "/admin/v1/accounts", content=b"{not json", headers={"content-type": "application/json"}
@@ -216,6 +217,7 @@ async def test_no_token_or_a_wrong_one_is_401_before_the_body_is_read(edge: Runn
         assert error_of(resp, 401)["code"] == "invalid_admin_token"
         resp = await raw.get("/admin/v1/accounts", headers={"authorization": f"bearer {TOKEN}"})
         assert resp.status_code == 200
+        assert resp.headers["cache-control"] == "no-store"
 
 
 async def test_without_a_configured_token_the_admin_api_is_off(

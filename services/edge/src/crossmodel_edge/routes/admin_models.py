@@ -48,6 +48,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "No admin token, or a wrong one"},
     404: {"model": ErrorBody, "description": "No such resource, or the admin API is disabled"},
     409: {"model": ErrorBody, "description": "Conflicts with the current state"},
+    # Also keeps FastAPI from documenting a 422: validation errors are answered as 400.
+    "4XX": {"model": ErrorBody, "description": "Any refusal has this shape"},
 }
 
 
