@@ -182,8 +182,7 @@ async def test_key_lifecycle(cli: CliRunner) -> None:
     r = await cli("keys", "list", account)
     header, row = r.out.splitlines()
     assert re.split(r"\s{2,}", header) == [
-        "ID",
-        "NAME", "KEY", "STATUS", "CREATED", "LAST USED", "RPM", "TPM", "MODELS", "SPEND CAP", "EXPIRES",
+        "ID", "NAME", "KEY", "STATUS", "CREATED", "LAST USED", "RPM", "TPM", "MODELS", "SPEND CAP", "EXPIRES",
     ]  # fmt: skip
     assert "ci-key" in row
     assert "cm-…" + secret[-4:] in row
