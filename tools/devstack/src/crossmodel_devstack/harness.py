@@ -14,7 +14,8 @@ import contextlib
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
 from crossmodel.billing.v1 import billing_pb2, billing_pb2_grpc
 from crossmodel.router.v1 import router_pb2, router_pb2_grpc
 from crossmodel.usage.v1 import usage_pb2_grpc
+from crossmodel_common.context import REQUEST_ID_HEADER
+from crossmodel_common.kafka import header_value
 from crossmodel_devstack.infra import Infra, drop_database
 from crossmodel_devstack.otlp import SpanReceiver
 from crossmodel_devstack.stack import Stack, StackConfig
@@ -203,8 +206,17 @@ class Harness:
         await consumer.topics()  # refreshes the metadata that partitions_for_topic reads
         return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
-    async def read_usage_topic(self) -> list[ConsumerRecord[bytes, bytes]]:
-        """Every record of the run's usage topic, from the beginning to the end."""
+    async def read_usage_topic(
+        self, *, expect: Mapping[str, int] | None = None, timeout: float = 30.0
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every record of the run's usage topic, from the beginning to the end. `expect` maps
+        request ids to how many records each must have (as produced by the test) before the end
+        counts as reached.
+
+        The end is where fetching stops returning records, not only the reported end offset:
+        after a multi-record batch, Tansu reports the batch's base offset + 1 while the records
+        past it are stored and fetchable. So reading goes on until the reported end is passed,
+        every expected record has been seen, and a poll brings nothing new."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka.url, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -213,22 +225,31 @@ class Harness:
             reported = await consumer.end_offsets(tps)
             await consumer.seek_to_beginning(*tps)
             records: list[ConsumerRecord[bytes, bytes]] = []
+            seen: Counter[str] = Counter()
+            deadline = time.monotonic() + timeout
             while True:
-                batch = await consumer.getmany(timeout_ms=300)
+                batch = await consumer.getmany(timeout_ms=500)
                 for recs in batch.values():
                     records.extend(recs)
-                # The end is where fetching stops returning records, not only the reported end
-                # offset: Tansu reports the last batch's base offset + 1 after a multi-record
-                # batch, while the records past it are there and fetchable.
-                if not batch and all([await consumer.position(tp) >= reported[tp] for tp in tps]):
+                    seen.update(header_value(r, REQUEST_ID_HEADER) for r in recs)
+                missing = {rid: n for rid, n in (expect or {}).items() if seen[rid] < n}
+                if (
+                    not batch
+                    and not missing
+                    and all([await consumer.position(tp) >= reported[tp] for tp in tps])
+                ):
                     return records
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"usage topic: {len(records)} records read, still missing {missing} after {timeout}s"
+                    )
         finally:
             await consumer.stop()
 
-    async def topic_ends(self) -> dict[TopicPartition, int]:
+    async def topic_ends(self, *, expect: Mapping[str, int] | None = None) -> dict[TopicPartition, int]:
         """Per partition, the offset after the last record actually in the usage topic."""
         ends: dict[TopicPartition, int] = {}
-        for r in await self.read_usage_topic():
+        for r in await self.read_usage_topic(expect=expect):
             tp = TopicPartition(r.topic, r.partition)
             ends[tp] = max(ends.get(tp, 0), r.offset + 1)
         return ends
@@ -262,10 +283,15 @@ class Harness:
             await consumer.stop()
 
     async def wait_consumed(
-        self, groups: tuple[str, ...] = ("billing", "usage"), timeout: float = 60
+        self,
+        groups: tuple[str, ...] = ("billing", "usage"),
+        *,
+        expect: Mapping[str, int] | None = None,
+        timeout: float = 60,
     ) -> None:
-        """Until every group has committed the whole usage topic as it is now."""
-        ends = await self.topic_ends()
+        """Until every group has committed the whole usage topic as it is now (see
+        `read_usage_topic` for `expect`)."""
+        ends = await self.topic_ends(expect=expect)
 
         async def caught_up() -> bool:
             for group in groups:
