@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
-from crossmodel_devstack.__main__ import main
 from crossmodel_devstack.bootstrap import DevCredentials, dev_env, read_env_file, write_env_file
 from crossmodel_devstack.run import LogTail
 
@@ -43,12 +41,3 @@ def test_log_lines_render_readably() -> None:
     )
     assert LogTail.render(line) == "20:01:02 INFO  request finished  request_id=req_1 status=200"
     assert LogTail.render("Traceback (most recent call last):") == "Traceback (most recent call last):"
-
-
-def test_bench_is_not_built_yet() -> None:
-    assert main(["bench"]) == 2
-    out = subprocess.run(
-        [sys.executable, "-m", "crossmodel_devstack", "bench"], capture_output=True, text=True
-    )
-    assert out.returncode == 2
-    assert "not built yet" in out.stderr
