@@ -1,0 +1,112 @@
+"""The bench's measurement code, run briefly against the provider simulator so it cannot rot:
+the load generator in its own process, the phases, the report. No timings are asserted (speed
+is what `make bench` prints, not what tests check)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from crossmodel_devstack.bench import (
+    CHAT_PATH,
+    UPSTREAM_MODEL,
+    Target,
+    chat_body,
+    compare,
+    cpu_seconds,
+    percentile,
+    run_loadgen,
+)
+from crossmodel_devstack.broker import free_port
+from crossmodel_simulator.app import create_app
+
+HEADERS = {"authorization": "Bearer sk-simulator", "content-type": "application/json"}
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[str]:
+    runner = web.AppRunner(create_app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _target(base: str, body: bytes | None = None) -> Target:
+    return Target(
+        base + CHAT_PATH,
+        HEADERS,
+        body or chat_body(UPSTREAM_MODEL, stream=False),
+        chat_body(UPSTREAM_MODEL, stream=True),
+    )
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(n) for n in range(100, 0, -1)]  # 1..100, unsorted
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile(samples, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) == 0.0
+
+
+def test_bodies_are_the_same_request_but_for_the_model() -> None:
+    direct = json.loads(chat_body("gpt-4o-mini", stream=True))
+    gateway = json.loads(chat_body("openai/gpt-4o-mini", stream=True))
+    assert direct.pop("model") == "gpt-4o-mini"
+    assert gateway.pop("model") == "openai/gpt-4o-mini"
+    assert direct == gateway
+    assert direct["stream_options"] == {"include_usage": True}
+    assert "stream" not in json.loads(chat_body("gpt-4o-mini", stream=False))
+
+
+async def test_compare_measures_every_phase_through_the_load_generator(simulator: str) -> None:
+    t = _target(simulator)
+    report = await compare(t, t, requests=6, concurrency=3, warmup=False, pids={"runner": os.getpid()})
+    for c in (report.latency, report.ttft):
+        for side in (c.direct, c.gateway):
+            assert (side.ok, side.errors, len(side.samples_ms)) == (6, 0, 6)
+            assert all(ms > 0 for ms in side.samples_ms)
+    for side in (report.throughput.direct, report.throughput.gateway):
+        assert (side.ok, side.errors) == (12, 0)
+        assert side.rate > 0
+    assert report.errors() == []
+    assert set(report.cpu_ms_per_request) == {"direct", "gateway"}
+    assert set(report.cpu_ms_per_request["gateway"]) == {"runner"}
+
+    rows = report.rows()
+    assert [r["unit"] for r in rows] == ["ms", "ms", "ms", "ms", "req/s"]
+    for r in rows:
+        assert r["added"] == pytest.approx(r["gateway"] - r["direct"])
+        assert r["ratio"] == pytest.approx(r["gateway"] / r["direct"])
+    table = report.table()
+    assert "latency p50, concurrency 1" in table
+    assert "throughput, concurrency 3" in table
+    assert "ERROR" not in table
+    data = json.loads(json.dumps(report.as_json()))
+    assert data["phases"]["throughput"]["gateway"]["ok"] == 12
+    assert data["errors"] == []
+
+
+async def test_failed_requests_are_counted_and_reported(simulator: str) -> None:
+    failing = chat_body(UPSTREAM_MODEL, stream=False).replace(b"few words.", b"few words. [sim:status=500]")
+    [timings] = await run_loadgen(
+        {"t": _target(simulator, failing)},
+        [{"target": "t", "kind": "request", "requests": 4, "concurrency": 2}],
+    )
+    assert (timings.ok, timings.errors) == (0, 4)
+    assert timings.first_error.startswith("_Failed: 500 ")
+
+
+def test_cpu_seconds_reads_live_processes_and_skips_gone_ones() -> None:
+    cpu = cpu_seconds({"me": os.getpid(), "gone": 2**22 + 12345})
+    assert set(cpu) == {"me"}
+    assert cpu["me"] > 0
