@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from crossmodel_edge.config import Settings
+from crossmodel_edge.console import router as console_router
 from crossmodel_edge.middleware import EdgeMiddleware, protocol_for_path, request_info
 from crossmodel_edge.relay import error_response
 from crossmodel_edge.routes import account, admin, catalog, health, inference
@@ -72,4 +73,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (inference, catalog, account, health, admin):
         app.include_router(module.router)
+    app.include_router(console_router)
     return app
