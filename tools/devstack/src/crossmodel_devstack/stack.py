@@ -276,6 +276,8 @@ class Stack:
             env[p + "PORT"] = str(port)
             env[p + "SPOOL_DIR"] = str(cfg.spool_dir)
             env[p + "ADMIN_TOKEN"] = cfg.admin_token
+            # The console's development payment provider credits top-ups at once; never in production.
+            env.setdefault(p + "CONSOLE_DEV_PAYMENTS", "true")
         if spec.database:
             env[p + "DATABASE_URL"] = sqlalchemy_url(self.database_url(spec.name))
         if spec.redis:
