@@ -32,6 +32,7 @@ from crossmodel_common.grpcio import GrpcServer
 from crossmodel_common.money import Prices, cost_micros
 from crossmodel_common.telemetry import RequestIdSpanProcessor, setup_telemetry
 from crossmodel_devstack.broker import TansuBroker, free_port
+from crossmodel_edge.__main__ import server_config
 from crossmodel_edge.app import create_app
 from crossmodel_edge.config import Settings
 
@@ -432,16 +433,7 @@ class RunningEdge:
 @contextlib.asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[RunningEdge]:
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        http="httptools",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(settings, app))
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started or task.done())
     if task.done():

@@ -4,12 +4,14 @@ for a bug, and catalog misses that refresh the cache."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import Request
 
+from crossmodel.events.v1 import usage_event_pb2 as ev
 from crossmodel.router.v1 import router_pb2
 from crossmodel_devstack.broker import TansuBroker, free_port
 from crossmodel_edge.adapters import catalog as catalog_module
@@ -114,3 +116,35 @@ async def test_a_model_added_to_the_router_is_found_on_the_first_miss(
     finally:
         router.models.remove(new)
         await stack.edge.edge.catalog.refresh()
+
+
+async def test_shutdown_lets_a_stream_run_out_its_grace_then_still_publishes_its_event(
+    backends: Backends, broker: TansuBroker, tmp_path: Path
+) -> None:
+    topic = "usage.v1.shutdown-test"
+    await create_topic(broker.bootstrap, topic)
+    reader = EventReader(broker.bootstrap, topic)
+    await reader.start()
+    settings = edge_settings(backends, broker.bootstrap, tmp_path / "spool", topic, shutdown_grace_seconds=1)
+    router = backends.router
+    router.slow_started.clear()
+    try:
+        body = {"model": MINI, "messages": [{"role": "user", "content": "slow"}], "stream": True}
+        async with (
+            serve(settings) as running,
+            httpx.AsyncClient(base_url=running.url, timeout=30) as http,
+            http.stream("POST", "/v1/chat/completions", json=body, headers={"x-api-key": GOOD_KEY}) as resp,
+        ):
+            rid = resp.headers["x-request-id"]
+            await eventually(router.slow_started.is_set)
+            running.server.should_exit = True
+            with contextlib.suppress(httpx.HTTPError):
+                async for _ in resp.aiter_raw():
+                    pass
+        await eventually(lambda: len(reader.for_request(rid)) == 1)
+        event, _, _ = reader.for_request(rid)[0]
+        assert event.status == ev.REQUEST_STATUS_FAILED
+        assert event.error_type == "internal"
+        assert rid in router.cancelled
+    finally:
+        await reader.stop()

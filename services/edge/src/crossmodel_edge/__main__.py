@@ -6,6 +6,7 @@ import math
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from crossmodel_common.logging import setup_logging
@@ -27,12 +28,9 @@ def load_settings() -> Settings:
         sys.exit(f"crossmodel-edge: invalid settings: {names}")
 
 
-def main() -> None:
-    settings = load_settings()
-    setup_logging("edge", settings.log_level)
-    setup_telemetry("edge")
-    config = uvicorn.Config(
-        create_app(settings),
+def server_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -45,8 +43,14 @@ def main() -> None:
         # then the lifespan flushes the usage events and closes the channels.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
+
+
+def main() -> None:
+    settings = load_settings()
+    setup_logging("edge", settings.log_level)
+    setup_telemetry("edge")
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(server_config(settings, create_app(settings))).run()
     finally:
         shutdown_telemetry()
 

@@ -317,23 +317,31 @@ class Relay:
         )
         self.active += 1
         self.idle.clear()
-        call = self.backends.router.Route(
-            router_pb2.RouteRequest(
-                request_id=info.request_id,
-                protocol=_ROUTER_PROTOCOL[protocol],
-                body=body,
-                account_id=auth.account_id,
-                key_id=auth.key_id,
-                headers=forwarded,
-            ),
-            timeout=self.route_timeout,
-        )
+        try:
+            call = self.backends.router.Route(
+                router_pb2.RouteRequest(
+                    request_id=info.request_id,
+                    protocol=_ROUTER_PROTOCOL[protocol],
+                    body=body,
+                    account_id=auth.account_id,
+                    key_id=auth.key_id,
+                    headers=forwarded,
+                ),
+                timeout=self.route_timeout,
+            )
+        except BaseException:
+            self.finish(x, info)
+            raise
         watch = DisconnectWatch(request.receive, call, x)
         try:
             return await self._respond(call, x, watch, info, limits)
-        except BaseException:
+        except BaseException as exc:
             watch.stop()
             call.cancel()
+            if x.error is None and not x.client_gone:
+                x.error = ApiError(
+                    ErrorType.INTERNAL, f"The edge failed while relaying ({type(exc).__name__})."
+                )
             self.finish(x, info)
             raise
 
@@ -564,6 +572,11 @@ class RelayStream(Response):
             self.watch.stop()
             if not x.client_gone:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except BaseException as exc:
+            # Cut off by the server (shutdown past its grace period) or a bug: not a success.
+            if x.error is None and not x.client_gone:
+                x.error = ApiError(ErrorType.INTERNAL, f"The stream was interrupted ({type(exc).__name__}).")
+            raise
         finally:
             self.watch.stop()
             if not call.done():

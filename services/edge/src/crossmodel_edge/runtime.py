@@ -65,6 +65,7 @@ class Edge:
             await asyncio.wait_for(self.relay.idle.wait(), timeout=2.0)
         await self.background.drain(timeout=self.settings.shutdown_grace_seconds)
         self.publisher.close()
+        await self.publisher.delivered(timeout=self.settings.shutdown_grace_seconds)
         await self.producer.stop(timeout=self.settings.shutdown_grace_seconds)
         await self.backends.close()
         log.info(

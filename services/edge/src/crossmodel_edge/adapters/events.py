@@ -31,6 +31,7 @@ class UsagePublisher:
         self._pending: list[OutgoingRecord] = []
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.handed = 0  # records given to the producer by this process
 
     def publish(self, event: usage_event_pb2.UsageEvent) -> None:
         """Enqueue one event, keyed by account so an account's events stay in order. The
@@ -47,6 +48,7 @@ class UsagePublisher:
             headers = trace_headers(event.request_id)
         record = OutgoingRecord(self.topic, event.account_id.encode(), event.SerializeToString(), headers)
         if self.linger <= 0 or self._closed:
+            self.handed += 1
             self.producer.publish(record)
             return
         self._pending.append(record)
@@ -56,6 +58,7 @@ class UsagePublisher:
     def flush(self) -> None:
         self._timer = None
         pending, self._pending = self._pending, []
+        self.handed += len(pending)
         for record in pending:
             self.producer.publish(record)
 
@@ -64,6 +67,19 @@ class UsagePublisher:
         if self._timer is not None:
             self._timer.cancel()
         self.flush()
+
+    async def delivered(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) until the broker acknowledged every record handed over, so
+        that stopping the producer does not cut a send in flight. Records replayed from an
+        older spool count as sent too, so this can end early; what is not sent then stays in
+        the spool for the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.producer.sent < self.handed or self.producer.pending_segments:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
 
 class Background:
