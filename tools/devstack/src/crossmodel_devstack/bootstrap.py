@@ -25,6 +25,9 @@ DEV_KEY_NAME = "dev"
 DEV_TOP_UP_MICROS = 100_000_000
 ACCOUNT_VAR = "CROSSMODEL_DEV_ACCOUNT_ID"
 ADMIN_TOKEN_VAR = "CROSSMODEL_ADMIN_TOKEN"  # noqa: S105 - a variable name, not a secret
+CONSOLE_EMAIL_VAR = "CROSSMODEL_CONSOLE_EMAIL"
+CONSOLE_PASSWORD_VAR = "CROSSMODEL_CONSOLE_PASSWORD"  # noqa: S105 - a variable name, not a secret
+DEV_CONSOLE_EMAIL = "dev@crossmodel.localhost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,8 @@ class DevCredentials:
     admin_token: str
     balance_micros: int
     key_reused: bool
+    console_email: str = ""
+    console_password: str = ""
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -89,6 +94,32 @@ async def _account(auth: auth_pb2_grpc.AuthServiceAsyncStub, remembered: str) ->
     return str(created.account.id)
 
 
+async def _console_user(
+    auth: auth_pb2_grpc.AuthServiceAsyncStub, account_id: str, previous: dict[str, str]
+) -> tuple[str, str]:
+    """The dev account's console user: the remembered one when its password still signs in to
+    this account, else a new user with a random password (its own email if the old one is taken)."""
+    email, password = previous.get(CONSOLE_EMAIL_VAR, ""), previous.get(CONSOLE_PASSWORD_VAR, "")
+    if email and password:
+        signed = await auth.SignIn(auth_pb2.SignInRequest(email=email, password=password), timeout=10)
+        if signed.result == auth_pb2.SIGN_IN_RESULT_OK:
+            await auth.SignOut(auth_pb2.SignOutRequest(token=signed.session.token), timeout=10)
+            if signed.user.account_id == account_id:
+                return email, password
+    password = secrets.token_urlsafe(18)
+    for candidate in (DEV_CONSOLE_EMAIL, f"dev-{secrets.token_hex(3)}@crossmodel.localhost"):
+        try:
+            await auth.CreateConsoleUser(
+                auth_pb2.CreateConsoleUserRequest(email=candidate, password=password, account_id=account_id),
+                timeout=10,
+            )
+            return candidate, password
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+    raise RuntimeError("could not create a console user for the dev account")
+
+
 async def bootstrap(
     auth_target: str, billing_target: str, previous: dict[str, str], admin_token: str
 ) -> DevCredentials:
@@ -115,6 +146,7 @@ async def bootstrap(
             ),
             timeout=10,
         )
+        console_email, console_password = await _console_user(auth, account_id, previous)
         return DevCredentials(
             account_id=account_id,
             key_id=key_id,
@@ -122,6 +154,8 @@ async def bootstrap(
             admin_token=admin_token,
             balance_micros=int(top_up.balance_micros),
             key_reused=reused,
+            console_email=console_email,
+            console_password=console_password,
         )
 
 
@@ -134,4 +168,7 @@ def dev_env(creds: DevCredentials, edge_url: str) -> dict[str, str]:
         "ANTHROPIC_API_KEY": creds.api_key,
         ADMIN_TOKEN_VAR: creds.admin_token,
         ACCOUNT_VAR: creds.account_id,
+        # The console at {edge_url}/console signs in with these.
+        CONSOLE_EMAIL_VAR: creds.console_email,
+        CONSOLE_PASSWORD_VAR: creds.console_password,
     }
