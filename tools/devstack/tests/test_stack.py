@@ -169,3 +169,28 @@ def test_a_service_dies_with_its_runner(tmp_path: Path) -> None:
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     _wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie")
+
+
+def test_embedded_servers_die_with_their_starter(tmp_path: Path) -> None:
+    """The broker and the embedded redis-server started by a process that is then SIGKILLed."""
+    import subprocess
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from crossmodel_devstack.broker import TansuBroker\n"
+        "from crossmodel_devstack.infra import _embedded_redis\n"
+        f"b = TansuBroker(log_path=Path({str(tmp_path / 'b.log')!r})).start()\n"
+        f"r = _embedded_redis(Path({str(tmp_path / 'redis')!r}), persist=False)\n"
+        "print(b.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    broker_pid = starter.stdout.readline().strip()
+    redis_pids = [c.pid for c in psutil.Process(starter.pid).children() if c.name().startswith("redis")]
+    assert len(redis_pids) == 1
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    for pid in (int(broker_pid), redis_pids[0]):
+        _wait_for(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")

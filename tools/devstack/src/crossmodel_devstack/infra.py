@@ -31,7 +31,7 @@ import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from crossmodel_devstack.broker import TansuBroker, free_port, wait_for_port
+from crossmodel_devstack.broker import TansuBroker, die_with_parent, free_port, wait_for_port
 
 DATABASE_URL_VAR = "CROSSMODEL_DATABASE_URL"
 REDIS_URL_VAR = "CROSSMODEL_REDIS_URL"
@@ -268,6 +268,7 @@ def _embedded_redis(data_dir: Path, *, persist: bool) -> Server:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent(),
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=15)
@@ -308,7 +309,7 @@ async def find_redis(state_dir: Path, env: Mapping[str, str] = os.environ, *, pe
             raise InfraError(f"{REDIS_URL_VAR}={redact(url)} does not answer: {exc}") from exc
         return Server("redis", url, REDIS_URL_VAR)
     if _embedded_only(env):
-        return await asyncio.to_thread(_embedded_redis, state_dir / "redis", persist=persist)
+        return _embedded_redis(state_dir / "redis", persist=persist)
     try:
         await _redis_answers(LOCAL_REDIS_URL)
         return Server("redis", LOCAL_REDIS_URL, "local server on 127.0.0.1:6379")
@@ -318,7 +319,7 @@ async def find_redis(state_dir: Path, env: Mapping[str, str] = os.environ, *, pe
         return await asyncio.to_thread(_container_redis)
     notes.append("no Docker engine")
     try:
-        return await asyncio.to_thread(_embedded_redis, state_dir / "redis", persist=persist)
+        return _embedded_redis(state_dir / "redis", persist=persist)
     except Exception as exc:  # noqa: BLE001 - reported below with what to start instead
         notes.append(f"embedded redis-server: {exc}")
     raise InfraError(
@@ -393,7 +394,8 @@ class Infra:
             started.append(postgres)
             redis_server = await find_redis(state_dir, env, persist=persist)
             started.append(redis_server)
-            kafka = await asyncio.to_thread(find_broker, log_dir, env, port=broker_port)
+            # In this thread, not a worker: the broker dies with the thread that started it.
+            kafka = find_broker(log_dir, env, port=broker_port)
             started.append(kafka)
         except BaseException:
             for server in reversed(started):

@@ -239,7 +239,7 @@ async def _until_one_exits(stack: Stack) -> None:
 def _ignore_signals_while_stopping() -> None:
     """A second Ctrl-C must not interrupt the shutdown that the first one started."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, lambda: print("still stopping…", file=sys.stderr, flush=True))
 
 
@@ -247,7 +247,8 @@ async def _main(state_dir: Path) -> int:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal stops the stack like Ctrl-C does.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, task.cancel)
     try:
         return await _serve(state_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2
 
-from crossmodel_devstack.broker import free_port
+from crossmodel_devstack.broker import die_with_parent, free_port
 from crossmodel_devstack.infra import Infra, create_database, create_topics, database_url, sqlalchemy_url
 
 Probe = Literal["grpc", "http", "tcp"]
@@ -139,13 +138,6 @@ class StackConfig:
         return topics
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the runner dies, even by SIGKILL, so no
-    service outlives the stack (Linux PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 class ManagedProcess:
     """A child process in its own process group, output appended to one log file."""
 
@@ -167,7 +159,7 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(),
         )
 
     @property
