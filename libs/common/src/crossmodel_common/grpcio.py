@@ -137,73 +137,138 @@ def outgoing_metadata(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, 
     return md
 
 
-def _client_details(details: Any, timeout: float) -> tuple[grpc.aio.ClientCallDetails, Any]:
-    raw = details.method
-    method = raw.decode() if isinstance(raw, bytes) else str(raw)
-    span = _tracer.start_span(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=_span_attributes(method))
-    with trace.use_span(span, end_on_exit=False):
-        md = outgoing_metadata((str(k), str(v)) for k, v in (details.metadata or ()))
-    new = grpc.aio.ClientCallDetails(
-        method=details.method,
-        timeout=details.timeout if details.timeout is not None else timeout,
-        metadata=grpc.aio.Metadata(*md),
-        credentials=details.credentials,
-        wait_for_ready=details.wait_for_ready,
-    )
-    return new, span
+def _status_code(call: grpc.aio.Call) -> grpc.StatusCode | None:
+    """The status of a finished call, read without awaiting: grpc.aio only offers a coroutine
+    (code()), and a task per call just to read it costs more than the span. None when this
+    grpcio does not expose the status the way 1.85 does (the caller then awaits code())."""
+    if call.cancelled():
+        return grpc.StatusCode.CANCELLED
+    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    if status is None:
+        return None
+    return _STATUS_CODES.get(status.code(), grpc.StatusCode.UNKNOWN)
 
 
+_STATUS_CODES: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
 _span_enders: set[asyncio.Task[None]] = set()
 
 
-def _end_client_span(span: Any, call: Any) -> None:
-    async def end() -> None:
+def _end_span(span: Any, code: grpc.StatusCode) -> None:
+    if code != grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, str(code)))
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    span.end()
+
+
+def _end_client_span(span: Any, call: grpc.aio.Call) -> None:
+    async def end_later() -> None:
         try:
-            # grpc.aio's code() is a coroutine; on a finished call it returns at once.
-            code = grpc.StatusCode.CANCELLED if call.cancelled() else await call.code()
+            code = await call.code()
         except Exception:  # noqa: BLE001 - a call torn down mid-flight has no code to read
             code = grpc.StatusCode.UNKNOWN
-        if code != grpc.StatusCode.OK:
-            span.set_status(Status(StatusCode.ERROR, str(code)))
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        span.end()
+        _end_span(span, code)
 
     def done(_: Any) -> None:
-        task = asyncio.ensure_future(end())
+        code = _status_code(call)
+        if code is not None:
+            _end_span(span, code)
+            return
+        task = asyncio.ensure_future(end_later())
         _span_enders.add(task)
         task.add_done_callback(_span_enders.discard)
 
     call.add_done_callback(done)
 
 
-class _UnaryUnaryClient(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, timeout: float) -> None:
+class _Traced:
+    """What a call through `channel()` adds: a CLIENT span, trace context and x-request-id as
+    metadata, and the channel's default deadline. Done here rather than with grpc.aio client
+    interceptors, which run every call in an extra task (and every stream read through another
+    await): measured, about 0.2 ms of CPU per call more, on the request path twice."""
+
+    __slots__ = ("_attributes", "_inner", "_name", "_timeout")
+
+    def __init__(self, inner: Any, method: str, timeout: float) -> None:
+        self._inner = inner
+        self._name = method.lstrip("/")
+        self._attributes = _span_attributes(method)
         self._timeout = timeout
 
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        details, span = _client_details(client_call_details, self._timeout)
-        call = await continuation(details, request)
+    def _call(self, request: Any, timeout: float | None, metadata: Any, **kwargs: Any) -> Any:
+        span = _tracer.start_span(self._name, kind=SpanKind.CLIENT, attributes=self._attributes)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        md: list[tuple[str, str | bytes]] = list(carrier.items())
+        rid = current_request_id()
+        if rid:
+            md.append((REQUEST_ID_HEADER, rid))
+        if metadata:
+            md.extend(metadata)
+        try:
+            call = self._inner(
+                request, timeout=self._timeout if timeout is None else timeout, metadata=md, **kwargs
+            )
+        except BaseException:
+            span.end()
+            raise
         _end_client_span(span, call)
         return call
 
 
-class _UnaryStreamClient(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, timeout: float) -> None:
+class _TracedUnaryUnary(_Traced, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
+    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None, **kw: Any) -> Any:
+        return self._call(request, timeout, metadata, **kw)
+
+
+class _TracedUnaryStream(_Traced, grpc.aio.UnaryStreamMultiCallable):  # type: ignore[type-arg]
+    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None, **kw: Any) -> Any:
+        return self._call(request, timeout, metadata, **kw)
+
+
+class _TracedChannel(grpc.aio.Channel):
+    """A grpc.aio channel whose unary-unary and unary-stream calls go through `_Traced`."""
+
+    def __init__(self, inner: grpc.aio.Channel, timeout: float) -> None:
+        self._inner = inner
         self._timeout = timeout
 
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        details, span = _client_details(client_call_details, self._timeout)
-        call = await continuation(details, request)
-        _end_client_span(span, call)
-        return call
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _TracedUnaryUnary(self._inner.unary_unary(method, *args, **kwargs), method, self._timeout)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _TracedUnaryStream(self._inner.unary_stream(method, *args, **kwargs), method, self._timeout)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.stream_stream(method, *args, **kwargs)
+
+    async def __aenter__(self) -> _TracedChannel:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._inner.__aexit__(*exc)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._inner.channel_ready()
 
 
 def channel(target: str, *, timeout: float = 10.0) -> grpc.aio.Channel:
     """A client channel whose calls carry trace context and x-request-id, with a default
     deadline of `timeout` seconds for calls that set none."""
-    return grpc.aio.insecure_channel(
+    inner = grpc.aio.insecure_channel(
         target,
-        interceptors=[_UnaryUnaryClient(timeout), _UnaryStreamClient(timeout)],
         options=[
             # Behind a headless Kubernetes Service the name resolves to every pod; round_robin
             # spreads calls over them instead of pinning one connection to one pod.
@@ -213,6 +278,7 @@ def channel(target: str, *, timeout: float = 10.0) -> grpc.aio.Channel:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ],
     )
+    return _TracedChannel(inner, timeout)
 
 
 class GrpcServer:
