@@ -46,11 +46,9 @@ def stacked_bars(
     n = max(len(labels), 1)
     slot = plot_w / n
     bar_w = max(slot * 0.7, 1.0)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="none">'
-    ]
-    for frac in (0, 0.5, 1):
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">']
+    # Whole-number axes with a maximum of 1 get no half-way label (it would read "0").
+    for frac in (0, 0.5, 1) if top >= 2 else (0, 1):
         y = PAD_TOP + plot_h * (1 - frac)
         parts.append(
             f'<line class="grid" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'

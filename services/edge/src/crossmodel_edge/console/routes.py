@@ -98,8 +98,17 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
     context.setdefault("notice", DONE.get(request.query_params.get("done", ""), ""))
     context.setdefault("error", "")
     context.setdefault("error_field", "")
+    # Pages answering a post take their GET address (console.js), so a reload does not re-post.
+    context.setdefault("replace_url", _get_address(request.url.path) if request.method == "POST" else "")
     context["request_id"] = request_info(request.scope).request_id
     return HTMLResponse(render.render(template, **context), status_code=status)
+
+
+def _get_address(path: str) -> str:
+    """The page a form post belongs to: /console/keys/K/limits -> /console/keys/K."""
+    if path.endswith(("/rename", "/limits", "/revoke", "/top-up")):
+        return path.rsplit("/", 1)[0]
+    return path
 
 
 def _problem_page(request: Request, problem: Problem) -> HTMLResponse:

@@ -1,5 +1,10 @@
 // CrossModel console: the little that needs a script. Every page works without it.
 "use strict";
+// A page rendered as the answer to a post (a new key's secret, a form with errors) takes the
+// address of its GET page, so reloading it does not post the form again.
+if (document.body.dataset.replaceUrl) {
+  history.replaceState(null, "", document.body.dataset.replaceUrl);
+}
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;
