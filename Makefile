@@ -10,7 +10,7 @@ PACKAGES := libs/proto libs/common libs/protocols \
 LOCKS := requirements/main.txt requirements/dev.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test unit integration lint fmt proto proto-check lock bench chart clean
+.PHONY: help setup run test unit integration lint fmt proto proto-check lock bench chart clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,14 +27,23 @@ setup: $(VENV)/.installed ## build .venv from the hashed lock files (run by ever
 run: setup ## start the whole system locally (broker, Postgres, Redis, five services, simulator)
 	$(PY) -m crossmodel_devstack run
 
-test: setup proto-check lint ## everything CI checks: stubs, lint, then every unit and integration test
+test: setup proto-check lint browser ## everything CI checks: stubs, lint, then every unit and integration test
 	$(PY) -m pytest -q
 
 unit: setup ## unit tests of every library and service (no servers needed)
 	$(PY) -m pytest -q libs services tools
 
-integration: setup ## the whole system through the official SDKs, on real PostgreSQL, Redis and broker
+integration: setup browser ## the whole system through the official SDKs, on real PostgreSQL, Redis and broker
 	$(PY) -m pytest -q tests/integration
+
+browser: ## Chromium for the console's browser tests (Debian package `chromium`; installed when root)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "The console's browser tests need Chromium: install the Debian package 'chromium' (sudo apt-get install chromium)." >&2; \
+	    exit 1; \
+	  fi; }
 
 lint: setup ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
