@@ -225,3 +225,37 @@ async def test_a_batch_whose_effects_cannot_be_made_durable_is_delivered_again(
     await _eventually(lambda: again == [b"later"])
     await resumed.stop()
     await producer.stop()
+
+
+async def test_consumer_loop_survives_an_unexpected_error_and_loses_nothing(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    await _create_topic(broker.bootstrap, "survive")
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await producer.start()
+    for i in range(10):
+        producer.publish(OutgoingRecord("survive", b"k", f"r{i}".encode(), []))
+    assert await producer.flush(10)
+    seen: set[bytes] = set()
+
+    async def handle(record: Any) -> None:
+        seen.add(record.value)
+
+    consumer = IdempotentConsumer(broker.bootstrap, "survive", "g-survive", handle, dlq_topic="survive.dlq")
+    await consumer.start()
+    assert consumer._consumer is not None
+    real_getmany = consumer._consumer.getmany
+    calls = {"n": 0}
+
+    async def flaky_getmany(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected fault")
+        return await real_getmany(*args, **kwargs)
+
+    consumer._consumer.getmany = flaky_getmany  # type: ignore[method-assign]
+    await _eventually(lambda: len(seen) == 10)
+    await consumer.stop()
+    await producer.stop()
+    assert consumer.loop_errors == 1
+    assert seen == {f"r{i}".encode() for i in range(10)}

@@ -126,7 +126,7 @@ class SpooledProducer:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
-        self._closing = False
+        self._busy = False
         self.sent = 0
 
     def publish(self, record: OutgoingRecord) -> None:
@@ -224,12 +224,30 @@ class SpooledProducer:
                     batch = [first, *self._take_batch()]
                 except TimeoutError:
                     batch = []
-            if batch:
-                await asyncio.to_thread(self._write_segment, batch)
-            healthy = await self._drain_spool()
+            self._busy = True
+            try:
+                if batch:
+                    await asyncio.to_thread(self._write_segment, batch)
+                healthy = await self._drain_spool()
+            finally:
+                self._busy = False
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything published so far reached the broker (True) or `timeout`
+        passed (False; what is left stays queued or spooled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._queue.qsize() or self._segments() or self._busy:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Spool whatever is still queued, try once more to send, then stop."""
+        """Give in-flight sends up to `timeout` to finish, spool whatever is still queued, try
+        once more to send, then stop. Nothing published is lost: what the broker did not
+        acknowledge stays in the spool for the next start."""
+        await self.flush(timeout)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -289,6 +307,7 @@ class IdempotentConsumer:
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
         self.dead_lettered = 0
+        self.loop_errors = 0
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -384,18 +403,34 @@ class IdempotentConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
-            self.ready.set()
-            if not batches:
-                continue
-            offsets: dict[TopicPartition, int] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    await self._process(record)
-                    offsets[tp] = record.offset + 1
-            if self._before_commit is not None and not await self._settle(consumer, batches):
-                continue
-            await self._commit(consumer, offsets)
+            try:
+                await self._poll_once(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                # Whatever broke mid-batch, nothing after the last commit is skipped: rewind to
+                # the committed offsets and deliver again (handlers are idempotent).
+                self.loop_errors += 1
+                log.error(
+                    "consumer loop error, rewinding to committed offsets", error=repr(exc), topic=self.topic
+                )
+                await asyncio.sleep(self._backoff)
+                with contextlib.suppress(Exception):
+                    await consumer.seek_to_committed()
+
+    async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+        self.ready.set()
+        if not batches:
+            return
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            for record in records:
+                await self._process(record)
+                offsets[tp] = record.offset + 1
+        if self._before_commit is not None and not await self._settle(consumer, batches):
+            return
+        await self._commit(consumer, offsets)
 
     async def _settle(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
