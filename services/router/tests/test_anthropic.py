@@ -314,3 +314,28 @@ async def test_error_event_mid_stream_ends_with_usage_then_error(
     assert res.errors[0].message == "Overloaded"
     # The input counted up front by message_start is billed even though the stream failed.
     assert res.usage.input_tokens == expected_message(dict(body, model="claude-sonnet-4-6")).prompt_tokens
+
+
+async def test_count_tokens_takes_an_anthropic_body_without_max_tokens(
+    start_router: RouterFactory, catalog: Catalog
+) -> None:
+    """Anthropic's count_tokens body is a Messages body without `max_tokens`."""
+    stub = await start_router(catalog)
+    body = {
+        "model": CLAUDE,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "x" * 40}],
+    }
+    ANTHROPIC = router_pb2.PROTOCOL_ANTHROPIC_MESSAGES
+    counted = await stub.CountTokens(
+        router_pb2.CountTokensRequest(protocol=ANTHROPIC, body=orjson.dumps(body)), timeout=5
+    )
+    assert not counted.HasField("error"), counted.error
+    # 3 priming + 2 parts x 4 + ceil((8 + 40) / 4) characters
+    assert counted.input_tokens == 3 + 8 + 12
+    bad = await stub.CountTokens(
+        router_pb2.CountTokensRequest(protocol=ANTHROPIC, body=orjson.dumps({**body, "messages": "x"})),
+        timeout=5,
+    )
+    assert bad.error.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+    assert bad.error.param == "messages"

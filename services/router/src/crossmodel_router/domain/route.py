@@ -16,6 +16,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
+import orjson
+
 from crossmodel_common.money import Prices, cost_micros
 from crossmodel_protocols.canonical import (
     BlockStart,
@@ -142,6 +144,8 @@ class Router:
         return sorted(self.catalog.models.values(), key=lambda m: m.id)
 
     def count_tokens(self, protocol: Protocol, body: bytes) -> int | Failure:
+        if protocol is Protocol.ANTHROPIC_MESSAGES:
+            body = _without_max_tokens(body)
         parsed = self._parse(protocol, body, {})
         if isinstance(parsed, Failure):
             return parsed
@@ -474,6 +478,19 @@ class Router:
         )
         if failure is not None:
             yield failure
+
+
+def _without_max_tokens(body: bytes) -> bytes:
+    """Anthropic's count_tokens takes a Messages body without `max_tokens`, which the Messages
+    parser requires; a placeholder lets the same parser validate the rest."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # the parser reports it
+    if isinstance(data, dict) and "max_tokens" not in data:
+        data["max_tokens"] = 0
+        return orjson.dumps(data)
+    return body
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
