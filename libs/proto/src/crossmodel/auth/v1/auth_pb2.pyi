@@ -45,6 +45,17 @@ class _DecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Decision.Val
     """per-key spend cap -> 402"""
     DECISION_ACCOUNT_DISABLED: _Decision.ValueType  # 10
     """-> 403"""
+    DECISION_IDEMPOTENT_REPLAY: _Decision.ValueType  # 11
+    """Idempotency-Key outcomes (docs/money.md, "Idempotent inference requests"): nothing was
+    admitted, reserved or counted.
+    the key's stored result is in `replay`: answer it
+    """
+    DECISION_IDEMPOTENCY_IN_PROGRESS: _Decision.ValueType  # 12
+    """the first request with this key still runs -> 409, retry"""
+    DECISION_IDEMPOTENCY_MISMATCH: _Decision.ValueType  # 13
+    """the key was used with another body -> 409"""
+    DECISION_IDEMPOTENCY_NOT_STORED: _Decision.ValueType  # 14
+    """the key's request finished without a replayable result (a stream) -> 409"""
 
 class Decision(_Decision, metaclass=_DecisionEnumTypeWrapper):
     """Why an admission was refused. ALLOWED is the only value that admits."""
@@ -69,6 +80,17 @@ DECISION_SPEND_CAP_EXCEEDED: Decision.ValueType  # 9
 """per-key spend cap -> 402"""
 DECISION_ACCOUNT_DISABLED: Decision.ValueType  # 10
 """-> 403"""
+DECISION_IDEMPOTENT_REPLAY: Decision.ValueType  # 11
+"""Idempotency-Key outcomes (docs/money.md, "Idempotent inference requests"): nothing was
+admitted, reserved or counted.
+the key's stored result is in `replay`: answer it
+"""
+DECISION_IDEMPOTENCY_IN_PROGRESS: Decision.ValueType  # 12
+"""the first request with this key still runs -> 409, retry"""
+DECISION_IDEMPOTENCY_MISMATCH: Decision.ValueType  # 13
+"""the key was used with another body -> 409"""
+DECISION_IDEMPOTENCY_NOT_STORED: Decision.ValueType  # 14
+"""the key's request finished without a replayable result (a stream) -> 409"""
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
 
 class _KeyStatus:
@@ -201,6 +223,8 @@ class AuthorizeRequest(_message.Message):
     ESTIMATED_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     RESERVE_MICROS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    BODY_SHA256_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     api_key: _builtins.str
     """the raw secret as presented; never logged"""
@@ -210,6 +234,11 @@ class AuthorizeRequest(_message.Message):
     max_output_tokens: _builtins.int
     reserve_micros: _builtins.int
     """worst-case cost of the request at the model's prices"""
+    idempotency_key: _builtins.str
+    """The client's Idempotency-Key (empty = none) and SHA-256 of the protocol and body it came
+    with. With a key, a repeated request is answered from the stored result instead of admitted.
+    """
+    body_sha256: _builtins.bytes
     def __init__(
         self,
         *,
@@ -219,14 +248,47 @@ class AuthorizeRequest(_message.Message):
         estimated_input_tokens: _builtins.int = ...,
         max_output_tokens: _builtins.int = ...,
         reserve_micros: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        body_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "estimated_input_tokens", b"estimated_input_tokens", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reserve_micros", b"reserve_micros"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "body_sha256", b"body_sha256", "estimated_input_tokens", b"estimated_input_tokens", "idempotency_key", b"idempotency_key", "max_output_tokens", b"max_output_tokens", "model", b"model", "request_id", b"request_id", "reserve_micros", b"reserve_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeRequest: _TypeAlias = AuthorizeRequest  # noqa: Y015
+
+@_typing.final
+class IdempotentResult(_message.Message):
+    """A finished request's response, stored under its Idempotency-Key for replays."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    status_code: _builtins.int
+    content_type: _builtins.str
+    body: _builtins.bytes
+    request_id: _builtins.str
+    """the request that produced it (set in replays)"""
+    def __init__(
+        self,
+        *,
+        status_code: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "request_id", b"request_id", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdempotentResult: _TypeAlias = IdempotentResult  # noqa: Y015
 
 @_typing.final
 class AuthorizeResponse(_message.Message):
@@ -241,6 +303,7 @@ class AuthorizeResponse(_message.Message):
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     RESERVED_MICROS_FIELD_NUMBER: _builtins.int
     RESERVED_TOKENS_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
     decision: Global___Decision.ValueType
     message: _builtins.str
     """human-readable reason when refused"""
@@ -255,6 +318,10 @@ class AuthorizeResponse(_message.Message):
     """what admission counted against TPM"""
     @_builtins.property
     def rate_limit(self) -> Global___RateLimitState: ...
+    @_builtins.property
+    def replay(self) -> Global___IdempotentResult:
+        """set with DECISION_IDEMPOTENT_REPLAY"""
+
     def __init__(
         self,
         *,
@@ -267,10 +334,11 @@ class AuthorizeResponse(_message.Message):
         retry_after_ms: _builtins.int = ...,
         reserved_micros: _builtins.int = ...,
         reserved_tokens: _builtins.int = ...,
+        replay: Global___IdempotentResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit", "replay", b"replay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "decision", b"decision", "key_id", b"key_id", "key_name", b"key_name", "message", b"message", "rate_limit", b"rate_limit", "reserved_micros", b"reserved_micros", "reserved_tokens", b"reserved_tokens", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "decision", b"decision", "key_id", b"key_id", "key_name", b"key_name", "message", b"message", "rate_limit", b"rate_limit", "replay", b"replay", "reserved_micros", b"reserved_micros", "reserved_tokens", b"reserved_tokens", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,6 +390,65 @@ class SettleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettleResponse: _TypeAlias = SettleResponse  # noqa: Y015
+
+@_typing.final
+class CompleteIdempotencyRequest(_message.Message):
+    """Sent after a request that carried an Idempotency-Key finished (off the hot path). Only the
+    request that claimed the key (same request_id, still in progress) can complete it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    KEEP_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    idempotency_key: _builtins.str
+    request_id: _builtins.str
+    keep: _builtins.bool
+    """false: failed or cancelled, release the key for a retry"""
+    @_builtins.property
+    def result(self) -> Global___IdempotentResult:
+        """with keep: the response to replay; unset = not replayable"""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        keep: _builtins.bool = ...,
+        result: Global___IdempotentResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "idempotency_key", b"idempotency_key", "keep", b"keep", "request_id", b"request_id", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteIdempotencyRequest: _TypeAlias = CompleteIdempotencyRequest  # noqa: Y015
+
+@_typing.final
+class CompleteIdempotencyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    applied: _builtins.bool
+    """false: the claim was not this request's (or expired)"""
+    def __init__(
+        self,
+        *,
+        applied: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteIdempotencyResponse: _TypeAlias = CompleteIdempotencyResponse  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):

@@ -44,6 +44,11 @@ class AuthServiceStub:
                 request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleRequest.SerializeToString,
                 response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleResponse.FromString,
                 _registered_method=True)
+        self.CompleteIdempotency = channel.unary_unary(
+                '/crossmodel.auth.v1.AuthService/CompleteIdempotency',
+                request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyRequest.SerializeToString,
+                response_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyResponse.FromString,
+                _registered_method=True)
         self.IntrospectKey = channel.unary_unary(
                 '/crossmodel.auth.v1.AuthService/IntrospectKey',
                 request_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.IntrospectKeyRequest.SerializeToString,
@@ -122,6 +127,12 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Settle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteIdempotency(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -218,6 +229,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Settle,
                     request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleRequest.FromString,
                     response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleResponse.SerializeToString,
+            ),
+            'CompleteIdempotency': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteIdempotency,
+                    request_deserializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyRequest.FromString,
+                    response_serializer=crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyResponse.SerializeToString,
             ),
             'IntrospectKey': grpc.unary_unary_rpc_method_handler(
                     servicer.IntrospectKey,
@@ -339,6 +355,33 @@ class AuthService:
             '/crossmodel.auth.v1.AuthService/Settle',
             crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleRequest.SerializeToString,
             crossmodel_dot_auth_dot_v1_dot_auth__pb2.SettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteIdempotency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmodel.auth.v1.AuthService/CompleteIdempotency',
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyRequest.SerializeToString,
+            crossmodel_dot_auth_dot_v1_dot_auth__pb2.CompleteIdempotencyResponse.FromString,
             options,
             channel_credentials,
             insecure,

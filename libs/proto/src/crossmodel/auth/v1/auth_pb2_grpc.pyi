@@ -34,6 +34,7 @@ class AuthServiceStub:
     Authorize: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthorizeRequest, _auth_pb2.AuthorizeResponse]
     """Key check, RPM/TPM limits and balance reservation in one call: the only auth hop per request."""
     Settle: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SettleRequest, _auth_pb2.SettleResponse]
+    CompleteIdempotency: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CompleteIdempotencyRequest, _auth_pb2.CompleteIdempotencyResponse]
     IntrospectKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IntrospectKeyRequest, _auth_pb2.IntrospectKeyResponse]
     CreateAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateAccountRequest, _auth_pb2.CreateAccountResponse]
     GetAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetAccountRequest, _auth_pb2.GetAccountResponse]
@@ -55,6 +56,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Authorize: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthorizeRequest, _auth_pb2.AuthorizeResponse]  # type: ignore[assignment]
     """Key check, RPM/TPM limits and balance reservation in one call: the only auth hop per request."""
     Settle: _aio.UnaryUnaryMultiCallable[_auth_pb2.SettleRequest, _auth_pb2.SettleResponse]  # type: ignore[assignment]
+    CompleteIdempotency: _aio.UnaryUnaryMultiCallable[_auth_pb2.CompleteIdempotencyRequest, _auth_pb2.CompleteIdempotencyResponse]  # type: ignore[assignment]
     IntrospectKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.IntrospectKeyRequest, _auth_pb2.IntrospectKeyResponse]  # type: ignore[assignment]
     CreateAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateAccountRequest, _auth_pb2.CreateAccountResponse]  # type: ignore[assignment]
     GetAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetAccountRequest, _auth_pb2.GetAccountResponse]  # type: ignore[assignment]
@@ -85,6 +87,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.SettleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.SettleResponse, _abc.Awaitable[_auth_pb2.SettleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CompleteIdempotency(
+        self,
+        request: _auth_pb2.CompleteIdempotencyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CompleteIdempotencyResponse, _abc.Awaitable[_auth_pb2.CompleteIdempotencyResponse]]: ...
 
     @_abc_1.abstractmethod
     def IntrospectKey(
