@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -53,6 +54,43 @@ def openai_model_object(m: ModelInfo) -> dict[str, Any]:
     }
 
 
+def anthropic_model_object(m: ModelInfo) -> dict[str, Any]:
+    """Anthropic's model object (https://docs.anthropic.com/en/api/models): `created_at` is
+    RFC 3339."""
+    created = datetime.fromtimestamp(m.created_unix, UTC).isoformat().replace("+00:00", "Z")
+    return {"type": "model", "id": m.id, "display_name": m.display_name, "created_at": created}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Anthropic's list paging: `limit` items after `after_id` or before `before_id`."""
+
+    limit: int = 20
+    after_id: str | None = None
+    before_id: str | None = None
+
+
+def anthropic_page(objects: Sequence[dict[str, Any]], page: Page) -> dict[str, Any]:
+    """Anthropic's list shape: `data`, `has_more`, `first_id`, `last_id`. Ids that are not in
+    the list page from its start (or end), as a cursor past a removed model should."""
+    ids = [o["id"] for o in objects]
+    if page.before_id is not None:
+        end = ids.index(page.before_id) if page.before_id in ids else len(ids)
+        start = max(0, end - page.limit)
+        has_more = start > 0
+    else:
+        start = ids.index(page.after_id) + 1 if page.after_id in ids else 0
+        end = min(len(ids), start + page.limit)
+        has_more = end < len(ids)
+    data = list(objects[start:end])
+    return {
+        "data": data,
+        "has_more": has_more,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
 class Catalog:
     """An immutable snapshot; the cache swaps whole snapshots."""
 
@@ -75,6 +113,16 @@ class Catalog:
     def openai_list_body(self) -> bytes:
         """The whole list, rendered once per snapshot: the common case of an unscoped key."""
         return orjson.dumps({"object": "list", "data": self._objects})
+
+    @cached_property
+    def _anthropic_objects(self) -> list[dict[str, Any]]:
+        return [anthropic_model_object(m) for m in sorted(self.models.values(), key=lambda m: m.id)]
+
+    def anthropic_list(self, allowed: Sequence[str], page: Page) -> bytes:
+        objects = self._anthropic_objects
+        if allowed:
+            objects = [o for o in objects if model_allowed(o["id"], allowed)]
+        return orjson.dumps(anthropic_page(objects, page))
 
     def openai_list(self, allowed: Sequence[str]) -> bytes:
         if not allowed:
