@@ -215,3 +215,47 @@ async def test_a_caller_leaving_mid_stream_is_counted(simulator_url: str) -> Non
         await asyncio.sleep(0.02)
     else:
         pytest.fail("the simulator did not notice the caller leaving")
+
+
+async def test_chat_tool_calls_and_reasoning(simulator_url: str) -> None:
+    """`[sim:tool=…]` and `[sim:thinking]` in chat: parallel calls (streamed arguments keyed by
+    index), DeepSeek's `reasoning_content`, and OpenAI's hidden reasoning counted in usage."""
+    from crossmodel_simulator.responses import reply_for_chat_view
+
+    text = 'weather? [sim:thinking] [sim:tool=get_weather:{"city":"Paris, FR"}] [sim:tool=get_time]'
+    messages = user(text)
+    reply = reply_for_chat_view({"messages": messages}, text)
+    assert [t.name for t in reply.tools] == ["get_weather", "get_time"]
+    for vendor, base in (("deepseek", "/deepseek"), ("openai", "/openai/v1")):
+        c = client(simulator_url + base)
+        plain = await c.chat.completions.create(model="m", messages=messages)
+        msg = plain.choices[0].message
+        assert plain.choices[0].finish_reason == "tool_calls"
+        assert msg.content == reply.text
+        assert msg.tool_calls is not None
+        assert [(tc.function.name, tc.function.arguments) for tc in msg.tool_calls] == [  # type: ignore[union-attr]
+            ("get_weather", '{"city":"Paris, FR"}'),
+            ("get_time", '{"query":"weather?"}'),
+        ]
+        shown = (msg.model_extra or {}).get("reasoning_content")
+        assert shown == (None if vendor == "openai" else reply.thinking)
+        assert plain.usage is not None
+        assert plain.usage.completion_tokens == reply.output_tokens
+        assert plain.usage.completion_tokens_details is not None
+        assert plain.usage.completion_tokens_details.reasoning_tokens == reply.thinking_tokens > 0
+
+        stream = await c.chat.completions.create(
+            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [ch async for ch in stream]
+        deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+        reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+        assert reasoning == ("" if vendor == "openai" else reply.thinking)
+        args: dict[int, str] = {}
+        for d in deltas:
+            for tc in d.tool_calls or ():
+                args[tc.index] = args.get(tc.index, "") + (tc.function.arguments or "" if tc.function else "")
+        assert args == {0: '{"city":"Paris, FR"}', 1: '{"query":"weather?"}'}
+        assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == reply.output_tokens

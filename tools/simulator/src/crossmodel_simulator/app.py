@@ -5,6 +5,14 @@ wire format.
 - `POST /deepseek/chat/completions`, `GET /deepseek/models` (also under `/deepseek/v1/`): DeepSeek,
   OpenAI-compatible plus `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens` in usage.
 - `POST /{name}/v1/chat/completions`, `GET /{name}/v1/models`: any OpenAI-compatible vendor.
+- In every chat format, `[sim:tool=NAME]` / `[sim:tool=NAME:{json}]` (repeatable) add
+  `tool_calls` after the text (`finish_reason: "tool_calls"`; streamed as OpenAI does: `id`,
+  `type` and `name` on a call's first delta, then its arguments in 8-character pieces, calls
+  keyed by `index`), and `[sim:thinking]` reasons `"Thinking about: " + prompt` first: sent as
+  `reasoning_content` (one word per delta) by every vendor but `openai`, whose Chat Completions
+  API never shows reasoning. Either way its words are `completion_tokens_details.reasoning_tokens`,
+  included in `completion_tokens` with the tool calls' name and argument words
+  (`crossmodel_simulator.responses.reply_for_chat_view` predicts it all).
 - `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
 - `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
   (`crossmodel_simulator.gemini`).
@@ -28,7 +36,8 @@ import orjson
 from aiohttp import web
 
 from crossmodel_simulator import anthropic, gemini, responses
-from crossmodel_simulator.script import Expected, expected_completion
+from crossmodel_simulator.responses import ARGUMENT_PIECE, Reply, reply_for_chat_view
+from crossmodel_simulator.script import Expected, expected_completion, last_user_text
 
 _ALNUM = string.ascii_letters + string.digits
 STATS = web.AppKey("stats", dict[str, int])
@@ -69,14 +78,15 @@ def error_response(
     )
 
 
-def usage_body(exp: Expected, vendor: str) -> dict[str, Any]:
+def usage_body(exp: Expected, vendor: str, reply: Reply | None = None) -> dict[str, Any]:
+    completion = reply.output_tokens if reply is not None else exp.completion_tokens
     usage: dict[str, Any] = {
         "prompt_tokens": exp.prompt_tokens,
-        "completion_tokens": exp.completion_tokens,
-        "total_tokens": exp.total_tokens,
+        "completion_tokens": completion,
+        "total_tokens": exp.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": exp.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reply.thinking_tokens if reply is not None else 0,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -130,6 +140,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error_response(
             script.status, f"Simulated upstream failure ({script.status}).", headers=headers
         )
+    raw_prompt = last_user_text(body["messages"])
+    # Only scripted requests pay for the second look (the benchmark's plain ones do not).
+    reply = reply_for_chat_view(body, raw_prompt) if "[sim:t" in raw_prompt else None
+    call_ids = ["call_" + secrets.token_hex(12) for _ in (reply.tools if reply is not None else ())]
+    finish = exp.finish_reason
+    if call_ids and finish == "stop":
+        finish = "tool_calls"
     model = body["model"]
     cid = completion_id()
     created = int(time.time())
@@ -139,24 +156,30 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if script.drop_after is not None:
             _drop(request)
             return web.Response()
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": exp.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if reply is not None and reply.thinking is not None and vendor != "openai":
+            message["reasoning_content"] = reply.thinking
+        if reply is not None and reply.tools:
+            message["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+                for call_id, t in zip(call_ids, reply.tools, strict=True)
+            ]
         out: dict[str, Any] = {
             "id": cid,
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": exp.text, "refusal": None, "annotations": []},
-                    "logprobs": None,
-                    "finish_reason": exp.finish_reason,
-                }
-            ],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "service_tier": "default",
             "system_fingerprint": fp,
         }
         if not script.no_usage:
-            out["usage"] = usage_body(exp, vendor)
+            out["usage"] = usage_body(exp, vendor, reply)
         return web.Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
 
     so = body.get("stream_options")
@@ -181,7 +204,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return b"data: " + orjson.dumps(c) + b"\n\n"
 
     try:
-        await _stream_body(request, resp, exp, chunk, vendor, cid, created, model, fp, include_usage)
+        await _stream_body(
+            request, resp, exp, chunk, vendor, cid, created, model, fp, include_usage, reply, call_ids, finish
+        )
     except ConnectionResetError:
         # The caller went away mid-stream (what a gateway does when its own client cancels).
         request.app[STATS]["client_disconnects"] += 1
@@ -202,11 +227,25 @@ async def _stream_body(
     model: str,
     fp: str,
     include_usage: bool,
+    reply: Reply | None,
+    call_ids: list[str],
+    finish: str,
 ) -> None:
     script = exp.script
     delay = script.chunk_delay_ms / 1000
     await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
-    for n, piece in enumerate(exp.pieces):
+    # Content deltas in order: reasoning words, reply words, tool calls (header, argument pieces).
+    deltas: list[dict[str, Any]] = []
+    if reply is not None and reply.thinking is not None and vendor != "openai":
+        deltas += [{"reasoning_content": p} for p in reply.thinking_pieces]
+    deltas += [{"content": p} for p in exp.pieces]
+    for i, (call_id, t) in enumerate(zip(call_ids, reply.tools if reply is not None else (), strict=True)):
+        fn = {"name": t.name, "arguments": ""}
+        deltas.append({"tool_calls": [{"index": i, "id": call_id, "type": "function", "function": fn}]})
+        for k in range(0, len(t.arguments), ARGUMENT_PIECE):
+            piece = {"arguments": t.arguments[k : k + ARGUMENT_PIECE]}
+            deltas.append({"tool_calls": [{"index": i, "function": piece}]})
+    for n, delta in enumerate(deltas):
         if script.drop_after is not None and n >= script.drop_after:
             _drop(request)
             return
@@ -224,11 +263,11 @@ async def _stream_body(
             return
         if delay:
             await asyncio.sleep(delay)
-        await resp.write(chunk({"content": piece}))
-    if script.drop_after is not None and script.drop_after <= len(exp.pieces):
+        await resp.write(chunk(delta))
+    if script.drop_after is not None and script.drop_after <= len(deltas):
         _drop(request)
         return
-    await resp.write(chunk({}, exp.finish_reason))
+    await resp.write(chunk({}, finish))
     if include_usage:
         final = {
             "id": cid,
@@ -238,7 +277,7 @@ async def _stream_body(
             "service_tier": "default",
             "system_fingerprint": fp,
             "choices": [],
-            "usage": usage_body(exp, vendor),
+            "usage": usage_body(exp, vendor, reply),
         }
         await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
