@@ -19,6 +19,7 @@ from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
 from crossmodel_auth.adapters.attempts import RedisAttempts
 from crossmodel_auth.adapters.billing import BillingBalances
 from crossmodel_auth.adapters.console_postgres import ConsolePostgres
+from crossmodel_auth.adapters.idempotency import RedisIdempotency
 from crossmodel_auth.adapters.last_used import LastUsedRecorder
 from crossmodel_auth.adapters.passwords import Argon2Passwords
 from crossmodel_auth.adapters.postgres import PostgresRepository
@@ -90,6 +91,11 @@ async def start(settings: Settings) -> Running:
         wallet,
         BillingBalances(billing_channel, timeout=settings.billing_timeout_seconds),
         recorder,
+        idempotency=RedisIdempotency(
+            redis,
+            in_progress_ttl_ms=int(settings.reservation_ttl_seconds * 1000),
+            done_ttl_ms=int(settings.idempotency_ttl_seconds * 1000),
+        ),
     )
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
     console = ConsoleUsers(

@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
     # A reservation whose usage event never arrives stops holding the balance after this long;
     # keep it above the longest request the router allows.
     reservation_ttl_seconds: float = 900.0
+    # How long an Idempotency-Key's stored result is replayed, counted from its first request
+    # (docs/money.md). A key whose request never finishes is freed after reservation_ttl_seconds.
+    idempotency_ttl_seconds: float = 24 * 3600.0
     # last_used_at is written in batches this often.
     last_used_flush_seconds: float = 5.0
     db_pool_size: int = 10

@@ -18,6 +18,7 @@ from crossmodel_auth.domain.errors import (
     NotFound,
     Unavailable,
 )
+from crossmodel_auth.domain.idempotency import StoredResult
 from crossmodel_auth.domain.keys import Account, ApiKey, KeyLimits, KeyStatus
 from crossmodel_common.ids import new_request_id
 
@@ -34,6 +35,10 @@ _DECISIONS = {
     Decision.INSUFFICIENT_BALANCE: auth_pb2.DECISION_INSUFFICIENT_BALANCE,
     Decision.SPEND_CAP_EXCEEDED: auth_pb2.DECISION_SPEND_CAP_EXCEEDED,
     Decision.ACCOUNT_DISABLED: auth_pb2.DECISION_ACCOUNT_DISABLED,
+    Decision.IDEMPOTENT_REPLAY: auth_pb2.DECISION_IDEMPOTENT_REPLAY,
+    Decision.IDEMPOTENCY_IN_PROGRESS: auth_pb2.DECISION_IDEMPOTENCY_IN_PROGRESS,
+    Decision.IDEMPOTENCY_MISMATCH: auth_pb2.DECISION_IDEMPOTENCY_MISMATCH,
+    Decision.IDEMPOTENCY_NOT_STORED: auth_pb2.DECISION_IDEMPOTENCY_NOT_STORED,
 }
 _STATUSES = {
     KeyStatus.ACTIVE: auth_pb2.KEY_STATUS_ACTIVE,
@@ -120,6 +125,13 @@ def _authorize_pb(verdict: Verdict) -> auth_pb2.AuthorizeResponse:
         resp.retry_after_ms = state.retry_after_ms
         resp.reserved_micros = state.reserved_micros
         resp.reserved_tokens = state.reserved_tokens
+    replay = verdict.replay
+    if replay is not None:
+        r = resp.replay
+        r.status_code = replay.status_code
+        r.content_type = replay.content_type
+        r.body = replay.body
+        r.request_id = replay.request_id
     return resp
 
 
@@ -143,9 +155,32 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 model=request.model,
                 tokens=max(request.estimated_input_tokens, 0) + max(request.max_output_tokens, 0),
                 reserve_micros=request.reserve_micros,
+                idempotency_key=request.idempotency_key,
+                body_hash=request.body_sha256,
             ),
         )
         return _authorize_pb(verdict)
+
+    async def CompleteIdempotency(
+        self,
+        request: auth_pb2.CompleteIdempotencyRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> auth_pb2.CompleteIdempotencyResponse:
+        result = None
+        if request.keep and request.HasField("result"):
+            r = request.result
+            result = StoredResult(r.status_code, r.content_type, r.body, request.request_id)
+        applied = await _call(
+            context,
+            self._admission.complete_idempotency(
+                account_id=request.account_id,
+                idempotency_key=request.idempotency_key,
+                request_id=request.request_id,
+                keep=request.keep,
+                result=result,
+            ),
+        )
+        return auth_pb2.CompleteIdempotencyResponse(applied=applied)
 
     async def Settle(
         self, request: auth_pb2.SettleRequest, context: grpc.aio.ServicerContext[object, object]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from crossmodel_auth.domain.idempotency import Claim, StoredResult
 from crossmodel_auth.domain.keys import Account, ApiKey, KeyLimits
 from crossmodel_common.balance_state import AdmitResult
 
@@ -71,3 +72,21 @@ class BalanceSource(Protocol):
 
 class UsageRecorder(Protocol):
     def note(self, key_id: str, at_ms: int) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key records (crossmodel_auth.domain.idempotency)."""
+
+    async def claim(
+        self, account_id: str, idempotency_key: str, body_hash: bytes, request_id: str
+    ) -> Claim: ...
+
+    async def complete(
+        self,
+        account_id: str,
+        idempotency_key: str,
+        request_id: str,
+        *,
+        keep: bool,
+        result: StoredResult | None,
+    ) -> bool: ...
