@@ -217,21 +217,28 @@ class Harness:
         after a multi-record batch, Tansu reports the batch's base offset + 1 while the records
         past it are stored and fetchable. So reading goes on until the reported end is passed,
         every expected record has been seen, and a poll brings nothing new."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.infra.kafka.url, enable_auto_commit=False)
+        # earliest, not only seek_to_beginning(): assign() starts a reset to the default (latest)
+        # in the background, which can land after the seek and skip everything before it.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.infra.kafka.url, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             tps = await self._partitions(consumer)
             consumer.assign(tps)
             reported = await consumer.end_offsets(tps)
             await consumer.seek_to_beginning(*tps)
-            records: list[ConsumerRecord[bytes, bytes]] = []
+            by_offset: dict[tuple[int, int], ConsumerRecord[bytes, bytes]] = {}
             seen: Counter[str] = Counter()
             deadline = time.monotonic() + timeout
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 for recs in batch.values():
-                    records.extend(recs)
-                    seen.update(header_value(r, REQUEST_ID_HEADER) for r in recs)
+                    for r in recs:
+                        if (r.partition, r.offset) not in by_offset:
+                            by_offset[r.partition, r.offset] = r
+                            seen[header_value(r, REQUEST_ID_HEADER)] += 1
+                records = [by_offset[k] for k in sorted(by_offset)]
                 missing = {rid: n for rid, n in (expect or {}).items() if seen[rid] < n}
                 if (
                     not batch
@@ -240,8 +247,13 @@ class Harness:
                 ):
                     return records
                 if time.monotonic() > deadline:
+                    positions = {tp.partition: await consumer.position(tp) for tp in tps}
+                    ends = {tp.partition: e for tp, e in reported.items()}
+                    per_partition = dict(Counter(r.partition for r in records))
                     raise AssertionError(
-                        f"usage topic: {len(records)} records read, still missing {missing} after {timeout}s"
+                        f"usage topic: {len(records)} records read, still missing {missing} after "
+                        f"{timeout}s; positions {positions}, reported ends {ends}, "
+                        f"records per partition {per_partition}"
                     )
         finally:
             await consumer.stop()
