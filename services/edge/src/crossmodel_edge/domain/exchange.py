@@ -46,6 +46,9 @@ class Exchange:
     first_byte_mono_ms: float = 0.0
     client_gone: bool = False
     finished: bool = field(default=False)
+    # With an Idempotency-Key: the key, and the non-streamed response to store for replays.
+    idempotency_key: str = ""
+    stored_result: tuple[int, str, bytes] | None = None
 
     @property
     def outcome(self) -> Outcome:
