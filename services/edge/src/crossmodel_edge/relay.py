@@ -27,7 +27,7 @@ from crossmodel_common.logging import get_logger
 from crossmodel_edge.adapters.backends import Backends, rpc_failure
 from crossmodel_edge.adapters.catalog import CatalogCache
 from crossmodel_edge.adapters.events import Background, UsagePublisher
-from crossmodel_edge.domain import ratelimit
+from crossmodel_edge.domain import idempotency, ratelimit
 from crossmodel_edge.domain.admission import admission_for
 from crossmodel_edge.domain.exchange import Exchange, usage_event
 from crossmodel_edge.domain.failures import INVALID_KEY, MISSING_KEY, model_not_found, refusal, route_failure
@@ -163,8 +163,10 @@ class DisconnectWatch:
 
     __slots__ = ("_task",)
 
-    def __init__(self, receive: Receive, call: grpc.aio.Call, x: Exchange) -> None:
-        self._task = asyncio.create_task(self._run(receive, call, x))
+    def __init__(self, receive: Receive, call: grpc.aio.Call, x: Exchange, *, enabled: bool = True) -> None:
+        # Disabled for non-streamed requests with an Idempotency-Key: they run to the end and
+        # store their result, which the client's retry then gets (docs/money.md).
+        self._task = asyncio.create_task(self._run(receive, call, x)) if enabled else None
 
     @staticmethod
     async def _run(receive: Receive, call: grpc.aio.Call, x: Exchange) -> None:
@@ -176,7 +178,7 @@ class DisconnectWatch:
                 return
 
     def stop(self) -> None:
-        if not self._task.done():
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
 
@@ -251,6 +253,7 @@ class Relay:
             return error_response(INVALID_KEY, protocol, info)
         try:
             facts = read_facts(body, protocol)
+            idem = idempotency.idempotency_of(scope["headers"], protocol, body)
         except BodyError as exc:
             invalid = ApiError(ErrorType.INVALID_REQUEST, exc.message, exc.param)
             return await self._refuse_after_key_check(api_key, invalid, protocol, info)
@@ -284,6 +287,8 @@ class Relay:
                     estimated_input_tokens=admission.estimated_input_tokens,
                     max_output_tokens=admission.max_output_tokens,
                     reserve_micros=admission.reserve_micros,
+                    idempotency_key=idem.key if idem is not None else "",
+                    body_sha256=idem.body_sha256 if idem is not None else b"",
                 ),
                 timeout=self.auth_timeout,
             )
@@ -294,6 +299,11 @@ class Relay:
             info.account_id = auth.account_id
             info.key_id = auth.key_id
         if auth.decision != auth_pb2.DECISION_ALLOWED:
+            if idem is not None and auth.decision in idempotency.DECISIONS:
+                answer = idempotency.answer(auth)
+                if isinstance(answer, idempotency.Replay):
+                    return RawResponse(answer.body, answer.status, answer.headers)
+                return error_response(answer[0], protocol, info, answer[1])
             return error_response(
                 refusal(auth.decision, auth.message, auth.retry_after_ms), protocol, info, limits
             )
@@ -314,6 +324,7 @@ class Relay:
             reserved_tokens=auth.reserved_tokens,
             started_unix_ms=started_unix_ms,
             started_mono_ms=started_mono_ms,
+            idempotency_key=idem.key if idem is not None else "",
         )
         self.active += 1
         self.idle.clear()
@@ -332,7 +343,7 @@ class Relay:
         except BaseException:
             self.finish(x, info)
             raise
-        watch = DisconnectWatch(request.receive, call, x)
+        watch = DisconnectWatch(request.receive, call, x, enabled=idem is None or facts.stream)
         try:
             return await self._respond(call, x, watch, info, limits)
         except BaseException as exc:
@@ -398,6 +409,8 @@ class Relay:
         ctype = head.content_type if head is not None and head.content_type else "application/json"
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         x.first_byte_mono_ms = time.perf_counter() * 1000
+        if x.idempotency_key:
+            x.stored_result = (status, ctype, body)
         return RawResponse(body, status, [("content-type", ctype), *headers], done)
 
     def _failed(
@@ -476,6 +489,11 @@ class Relay:
             self.idle.set()
         if x.error is not None:
             info.error_type = x.error.type.value
+        if x.idempotency_key:
+            complete = self.backends.auth.CompleteIdempotency(
+                idempotency.completion(x), timeout=self.auth_timeout
+            )
+            self.background.spawn(complete, "auth.CompleteIdempotency")
         try:
             event = usage_event(x, time.time_ns() // 1_000_000, time.perf_counter() * 1000)
             span = trace.get_current_span()
