@@ -259,3 +259,17 @@ async def test_chat_tool_calls_and_reasoning(simulator_url: str) -> None:
         assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
         assert chunks[-1].usage is not None
         assert chunks[-1].usage.completion_tokens == reply.output_tokens
+
+
+async def test_requests_are_recorded_without_credentials(simulator_url: str) -> None:
+    c = client(simulator_url + "/openai/v1")
+    await c.chat.completions.create(model="m", messages=user("find me zq7x"), safety_identifier="u-1")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(simulator_url + "/_sim/requests", params={"contains": "zq7x"}) as resp:
+            found = await resp.json()
+        async with http.get(simulator_url + "/_sim/requests", params={"contains": "absent-9"}) as resp:
+            absent = await resp.json()
+    assert [r["path"] for r in found] == ["/openai/v1/chat/completions"]
+    assert found[0]["body"]["safety_identifier"] == "u-1"
+    assert "authorization" not in found[0]["headers"]
+    assert absent == []

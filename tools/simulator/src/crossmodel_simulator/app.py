@@ -16,7 +16,10 @@ wire format.
 - `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
 - `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
   (`crossmodel_simulator.gemini`).
-- `GET /healthz`: liveness.
+- `GET /healthz`: liveness. `GET /_sim/stats`: counters. `GET /_sim/requests?contains=TEXT`: the
+  last requests received (up to `RECORDED`) whose body contains TEXT, as `{path, query,
+  headers, body}`, so tests check what a gateway really sent upstream (credential headers are
+  not kept).
 
 Replies and usage follow `crossmodel_simulator.script` (deterministic; scriptable by markers).
 """
@@ -24,6 +27,7 @@ Replies and usage follow `crossmodel_simulator.script` (deterministic; scriptabl
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import math
 import secrets
@@ -34,6 +38,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from crossmodel_simulator import anthropic, gemini, responses
 from crossmodel_simulator.responses import ARGUMENT_PIECE, Reply, reply_for_chat_view
@@ -41,6 +46,9 @@ from crossmodel_simulator.script import Expected, expected_completion, last_user
 
 _ALNUM = string.ascii_letters + string.digits
 STATS = web.AppKey("stats", dict[str, int])
+RECORDED = 1024
+REQUESTS = web.AppKey("requests", collections.deque[tuple[str, str, dict[str, str], bytes]])
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
 
 OPENAI_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o4-mini", "gpt-5")
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner", "deepseek-v4-pro")
@@ -307,11 +315,39 @@ async def stats(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(request.app[STATS]), content_type="application/json")
 
 
+@web.middleware
+async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "POST":
+        body = await request.read()  # aiohttp keeps it for the handler's own read
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS}
+        request.app[REQUESTS].append((request.path, request.query_string, headers, body))
+    return await handler(request)
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")
+
+
+async def recorded(request: web.Request) -> web.Response:
+    needle = request.query.get("contains", "").encode()
+    out = [
+        {"path": path, "query": query, "headers": headers, "body": _json_or_text(body)}
+        for path, query, headers, body in request.app[REQUESTS]
+        if needle in body
+    ]
+    return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+
 def create_app() -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[record])
     app[STATS] = {"requests": 0, "client_disconnects": 0}
+    app[REQUESTS] = collections.deque(maxlen=RECORDED)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_sim/stats", stats)
+    app.router.add_get("/_sim/requests", recorded)
     anthropic.register(app)
     responses.register(app)
     gemini.register(app)
