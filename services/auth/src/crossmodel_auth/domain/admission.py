@@ -52,8 +52,8 @@ _IDEMPOTENCY_REFUSALS = {
     ),
     ClaimOutcome.NOT_STORED: (
         Decision.IDEMPOTENCY_NOT_STORED,
-        "This Idempotency-Key was already used by a streamed request, whose result is not stored."
-        " Use a new key.",
+        "This Idempotency-Key was already used by a request whose result is not stored (a stream,"
+        " or a response over 1 MiB). Use a new key.",
     ),
 }
 
