@@ -198,3 +198,27 @@ async def test_codec_maps_a_rate_limit(simulator_url: str) -> None:
     err = GeminiProvider().parse_error(status, raw, {})
     assert err.kind is ErrorKind.UPSTREAM_RATE_LIMITED
     assert err.retry_after_ms == 2500
+
+
+def test_a_turn_mixing_function_responses_and_text_is_a_tool_message_then_a_user_message() -> None:
+    from crossmodel_simulator.gemini import chat_view
+
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "weather?"}]},
+            {
+                "role": "model",
+                "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}],
+            },
+            {
+                "role": "user",
+                "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}},
+                    {"text": "Thanks"},
+                ],
+            },
+        ]
+    }
+    view, last_user = chat_view(body)
+    assert [m["role"] for m in view["messages"]] == ["user", "assistant", "tool", "user"]
+    assert last_user == "Thanks"

@@ -6,7 +6,8 @@ a request without one is refused with 403 `PERMISSION_DENIED`, as Google refuses
 The reply follows the chat rule of `crossmodel_simulator.script` applied to a chat view of the
 request: `systemInstruction` is a system message, `model` turns are assistant messages
 (`functionCall` parts are tool calls), a `user` turn made only of `functionResponse` parts is a
-tool message, `generationConfig.maxOutputTokens` plays `max_tokens` and `stopSequences` plays
+tool message (a turn mixing them with text is a tool message, then a user message),
+`generationConfig.maxOutputTokens` plays `max_tokens` and `stopSequences` plays
 `stop`. Markers and counts are those of the Responses format (`crossmodel_simulator.responses`):
 
 - `promptTokenCount` = the chat rule's prompt tokens; `cachedContentTokenCount` = `[sim:cached=N]`
@@ -66,11 +67,11 @@ def error_response(status: int, message: str, *, retry_after_ms: int = 0) -> web
 # ------------------------------------------------------------------------------------ the rule
 
 
-def _view_parts(parts: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """Content parts -> (chat content parts, tool calls, only function responses)."""
+def _view_parts(parts: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Content parts -> (chat content parts, tool calls, function responses as tool content)."""
     content: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
-    responses = 0
+    results: list[dict[str, Any]] = []
     for p in parts if isinstance(parts, list) else ():
         if not isinstance(p, dict):
             continue
@@ -83,13 +84,14 @@ def _view_parts(parts: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
             args = orjson.dumps(fc.get("args") or {}).decode()
             calls.append({"function": {"name": fc.get("name"), "arguments": args}})
         elif isinstance(p.get("functionResponse"), dict):
-            responses += 1
             text = orjson.dumps(p["functionResponse"].get("response") or {}).decode()
-            content.append({"type": "text", "text": text})
-    return content, calls, responses > 0 and responses == len(content)
+            results.append({"type": "text", "text": text})
+    return content, calls, results
 
 
 def chat_view(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A user turn with function responses is a tool message, then (when it has other parts
+    too, as Gemini allows) a user message with the rest."""
     messages: list[dict[str, Any]] = []
     system = body.get("systemInstruction")
     if isinstance(system, dict):
@@ -99,12 +101,13 @@ def chat_view(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     for c in body.get("contents") or ():
         if not isinstance(c, dict):
             continue
-        content, calls, tool_only = _view_parts(c.get("parts"))
+        content, calls, results = _view_parts(c.get("parts"))
         if c.get("role") == "model":
             messages.append({"role": "assistant", "content": content, "tool_calls": calls})
-        elif tool_only:
-            messages.append({"role": "tool", "content": content})
-        else:
+            continue
+        if results:
+            messages.append({"role": "tool", "content": results})
+        if content or not results:
             messages.append({"role": "user", "content": content})
             last_user = " ".join(p["text"] for p in content if "text" in p)
     gen = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
