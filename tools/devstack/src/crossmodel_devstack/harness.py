@@ -31,9 +31,10 @@ from crossmodel.router.v1 import router_pb2, router_pb2_grpc
 from crossmodel.usage.v1 import usage_pb2_grpc
 from crossmodel_common.context import REQUEST_ID_HEADER
 from crossmodel_common.kafka import header_value
+from crossmodel_devstack.broker import free_port
 from crossmodel_devstack.infra import Infra, drop_database
 from crossmodel_devstack.otlp import SpanReceiver
-from crossmodel_devstack.stack import Stack, StackConfig
+from crossmodel_devstack.stack import SPECS, ManagedProcess, Stack, StackConfig, probe, stop_processes
 
 # Test runs kept under .crossmodel/test-runs (logs, spool) for a post-mortem; older ones go.
 KEEP_RUNS = 5
@@ -90,6 +91,22 @@ class AccountKey:
     api_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One more process of a service, sharing the stack's databases, Redis and broker."""
+
+    name: str  # "<service>-<n>", also its log file's name
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}"
+
+
 class Harness:
     def __init__(self, infra: Infra, stack: Stack, receiver: SpanReceiver, run_id: str) -> None:
         self.infra = infra
@@ -97,6 +114,7 @@ class Harness:
         self.receiver = receiver
         self.run_id = run_id
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._edge_urls: list[str] = []
 
     @classmethod
     async def start(cls, state_dir: Path, *, run_id: str | None = None) -> Harness:
@@ -124,6 +142,9 @@ class Harness:
         for ch in self._channels.values():
             with contextlib.suppress(Exception):
                 await ch.close()
+        # Extra edges first, like the stack's own: their last usage events still reach the broker.
+        edges = [p for name, p in self.stack.processes.items() if name.startswith("edge-")]
+        stop_processes(edges, self.stack.config.shutdown_grace_seconds + 5)
         self.stack.stop()
         with contextlib.suppress(Exception):
             for name in self.stack.config.databases.values():
@@ -161,6 +182,49 @@ class Harness:
     @property
     def edge_url(self) -> str:
         return self.stack.edge_url
+
+    # ------------------------------------------------------------ replicas
+
+    async def start_replica(
+        self, service: str, *, targets: Mapping[str, str] | None = None, timeout: float = 120.0
+    ) -> Replica:
+        """Start one more `service` process on a free port, configured like the stack's own (same
+        databases, Redis, broker and topics; an edge gets its own spool), with `targets`
+        overriding the gRPC targets it calls. It is stopped with the stack."""
+        spec = SPECS[service]
+        n = 2 + sum(1 for name in self.stack.processes if name.startswith(service + "-"))
+        name, port = f"{service}-{n}", free_port()
+        env = self.stack.env_for(spec)
+        if spec.probe == "grpc":
+            env[spec.prefix + "LISTEN"] = f"127.0.0.1:{port}"
+        if service == "edge":
+            env[spec.prefix + "PORT"] = str(port)
+            env[spec.prefix + "SPOOL_DIR"] = str(self.stack.config.spool_dir.parent / name)
+        for target, address in (targets or {}).items():
+            env[f"{spec.prefix}{target.upper()}_TARGET"] = address
+        proc = ManagedProcess(name, self.stack.argv_for(spec), env, self.stack.config.log_dir / f"{name}.log")
+        self.stack.processes[name] = proc
+        proc.start()
+
+        async def ready() -> bool:
+            if not proc.running:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{proc.tail()}")
+            return await probe(spec.probe, "127.0.0.1", port) == ""
+
+        await eventually(ready, timeout=timeout, interval=0.2, what=f"{name} ready")
+        return Replica(name, port)
+
+    async def edge_urls(self, count: int = 2) -> list[str]:
+        """`count` edges, each calling its own auth replica (the stack's edge and auth are the
+        first pair): requests spread over them cross every replica of both services. Started
+        once per session, on first use."""
+        if not self._edge_urls:
+            self._edge_urls.append(self.edge_url)
+        while len(self._edge_urls) < count:
+            auth = await self.start_replica("auth")
+            edge = await self.start_replica("edge", targets={"auth": auth.target})
+            self._edge_urls.append(edge.url)
+        return self._edge_urls[:count]
 
     # ------------------------------------------------------------ operator actions
 
