@@ -177,3 +177,23 @@ async def test_responses_validation_error_names_the_field(
     err = res["errors"][-1]
     assert err.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
     assert err.param == "input[0].type"
+
+
+async def test_a_request_gemini_cannot_express_is_a_400_not_a_crash(
+    start_router: RouterFactory, catalog: Catalog
+) -> None:
+    """A tool result whose call is not in the history: Gemini needs the function's name, so
+    the provider codec refuses the request; the caller gets INVALID_REQUEST, not a failed RPC."""
+    stub = await start_router(catalog)
+    body = {
+        "model": "google/gemini-2.5-flash",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "tool", "tool_call_id": "call_unknown", "content": "sunny"},
+            {"role": "user", "content": "thanks"},
+        ],
+    }
+    out = await route(stub, CHAT, body)
+    assert out["chunks"] == []
+    assert [e.kind for e in out["errors"]] == [router_pb2.ERROR_KIND_INVALID_REQUEST]
+    assert "call_unknown" in out["errors"][0].message

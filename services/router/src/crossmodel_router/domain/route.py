@@ -223,17 +223,24 @@ class Router:
                 )
                 break
             fast = False
-            if (
-                self._policy.passthrough
-                and call.protocol is Protocol.OPENAI_CHAT
-                and isinstance(codec, ChatProvider)
-            ):
-                fast = True
-                body = passthrough_body(req, dep.upstream_model, codec.dialect)
-                path, headers = "/chat/completions", codec.headers(dep.provider.api_key)
-            else:
-                up = codec.build_request(req, dep.upstream_model, dep.provider.api_key)
-                body, path, headers = up.body, up.path, up.headers
+            try:
+                if (
+                    self._policy.passthrough
+                    and call.protocol is Protocol.OPENAI_CHAT
+                    and isinstance(codec, ChatProvider)
+                ):
+                    fast = True
+                    body = passthrough_body(req, dep.upstream_model, codec.dialect)
+                    path, headers = "/chat/completions", codec.headers(dep.provider.api_key)
+                else:
+                    up = codec.build_request(req, dep.upstream_model, dep.provider.api_key)
+                    body, path, headers = up.body, up.path, up.headers
+            except ProtocolError as e:
+                # The request cannot be said in this vendor's protocol (e.g. a tool result whose
+                # call is missing, which Gemini needs for the function's name): the client's
+                # mistake, reported as such, never a crash of the call.
+                failure = Failure(e.kind, e.message, e.param, e.code)
+                break
             last = dep
             t0 = self._clock()
             try:
