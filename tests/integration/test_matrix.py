@@ -12,6 +12,14 @@ makes it call NAME with those arguments (repeatable: parallel calls).
 
 One table (FEATURES × VENDORS) drives the parametrization; one account and one pair of SDK
 clients serve the module.
+
+Then the same vendors on the wire, raw HTTP, for what SDKs smooth over: stream framing per
+protocol (OpenAI chunks: role first, `[DONE]` last, the usage chunk with empty `choices` only
+when `stream_options.include_usage` was asked; Anthropic's event sequence: `message_start` with
+complete usage, blocks framed start/delta/stop, `ping`, `message_delta` with cumulative usage,
+`message_stop`; Responses events numbered 0, 1, 2, … ending in `response.completed`,
+`.incomplete` or `.failed`), the end-user id of each protocol reaching each vendor in its own
+field and the request log, and usage requested from every upstream whatever the client asked.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import httpx
 import openai
 import pytest
 
-from crossmodel_devstack.harness import Harness
+from crossmodel_devstack.harness import Harness, eventually
 
 # One catalog model per vendor family; "compatible" is served by the generic OpenAI-compatible
 # adapter from catalog configuration alone.
@@ -621,3 +629,296 @@ FEATURES: dict[str, Feature] = {
 @pytest.mark.parametrize("feature", list(FEATURES))
 async def test_matrix(ctx: Ctx, feature: str, vendor: str) -> None:
     await FEATURES[feature](ctx, vendor, VENDORS[vendor])
+
+
+# ============================================================================ on the wire
+
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+@pytest.fixture(scope="module")
+async def key(harness: Harness) -> str:
+    return (await harness.new_account("it-matrix-wire", credit_micros=100_000_000)).api_key
+
+
+@pytest.fixture(scope="module")
+async def http(harness: Harness, key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=harness.edge_url, timeout=30, headers={"authorization": f"Bearer {key}"}
+    ) as c:
+        yield c
+
+
+async def sse(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], **kw: Any
+) -> tuple[httpx.Response, list[tuple[str, str]]]:
+    """(response, [(event name, data)]) of a streamed request."""
+    events: list[tuple[str, str]] = []
+    async with http.stream("POST", path, json=body, **kw) as resp:
+        name, data = "", []
+        async for line in resp.aiter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line == "" and data:
+                events.append((name, "\n".join(data)))
+                name, data = "", []
+        if data:
+            events.append((name, "\n".join(data)))
+    return resp, events
+
+
+def user_turn(prompt: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+
+
+# ------------------------------------------------------------------------------ OpenAI chat
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_chat_stream_framing(http: httpx.AsyncClient, vendor: str, include_usage: bool) -> None:
+    prompt = f"frame me please {tag()} [sim:thinking]"
+    body: dict[str, Any] = {"model": VENDORS[vendor], "messages": user_turn(prompt), "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    resp, events = await sse(http, "/v1/chat/completions", body)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    assert resp.headers["x-request-id"]
+    assert all(name == "" for name, _ in events), "chat chunks are unnamed data lines"
+    assert events[-1][1] == "[DONE]"
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert all(c["model"] == VENDORS[vendor] for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    text = "".join(ch["delta"].get("content") or "" for c in chunks for ch in c["choices"])
+    assert text == reply_to(prompt)
+    finishes = [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch.get("finish_reason")]
+    assert finishes == ["stop"]
+    empty = [c for c in chunks if c["choices"] == []]
+    if include_usage:
+        assert empty == [chunks[-1]]
+        usage = chunks[-1]["usage"]
+        assert usage["prompt_tokens"] == prompt_tokens(SYSTEM, prompt)
+        assert usage["completion_tokens"] == words(reply_to(prompt)) + words(thinking_about(prompt))
+        assert usage["completion_tokens_details"]["reasoning_tokens"] == words(thinking_about(prompt))
+        assert all(c.get("usage") is None for c in chunks[:-1])
+    else:
+        assert empty == []
+        assert all(c.get("usage") is None for c in chunks)
+
+
+# ------------------------------------------------------------------------- Anthropic Messages
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+async def test_anthropic_event_sequence(http: httpx.AsyncClient, vendor: str) -> None:
+    prompt = f'frame me please {tag()} [sim:tool=get_time:{{"tz":"UTC"}}] [sim:cached=2]'
+    body = {
+        "model": VENDORS[vendor],
+        "max_tokens": 300,
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": [{"name": "get_time", "input_schema": {"type": "object"}}],
+        "stream": True,
+    }
+    resp, events = await sse(http, "/v1/messages", body, headers=ANTHROPIC_HEADERS)
+    assert resp.status_code == 200
+    assert resp.headers["request-id"] == resp.headers["x-request-id"]
+    names = [n for n, _ in events]
+    datas = [json.loads(d) for _, d in events]
+    assert all(d["type"] == n for n, d in zip(names, datas, strict=True)), "event name = data type"
+    assert names[0] == "message_start"
+    assert names[-2:] == ["message_delta", "message_stop"]
+    assert "ping" in names
+    start = datas[0]["message"]
+    assert start["content"] == []
+    assert start["role"] == "assistant"
+    assert start["stop_reason"] is None
+    assert set(start["usage"]) >= {
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    }
+    # Blocks: each started, given deltas and stopped before the next one starts.
+    blocks: list[dict[str, Any]] = []
+    open_index: int | None = None
+    for n, d in zip(names, datas, strict=True):
+        if n == "content_block_start":
+            assert open_index is None
+            assert d["index"] == len(blocks)
+            open_index = d["index"]
+            blocks.append(dict(d["content_block"], _json=""))
+        elif n == "content_block_delta":
+            assert d["index"] == open_index
+            delta = d["delta"]
+            if delta["type"] == "text_delta":
+                blocks[-1]["text"] += delta["text"]
+            elif delta["type"] == "input_json_delta":
+                blocks[-1]["_json"] += delta["partial_json"]
+        elif n == "content_block_stop":
+            assert d["index"] == open_index
+            open_index = None
+    assert open_index is None
+    assert [b["type"] for b in blocks] == ["text", "tool_use"]
+    assert blocks[0]["text"] == reply_to(prompt)
+    assert json.loads(blocks[1]["_json"]) == {"tz": "UTC"}
+    final = datas[-2]
+    assert final["delta"]["stop_reason"] == "tool_use"
+    tool_words = words("get_time") + words('{"tz":"UTC"}')
+    # Cumulative: the whole answer's output tokens, and the prompt split Anthropic's way.
+    assert final["usage"]["output_tokens"] == words(reply_to(prompt)) + tool_words
+    assert final["usage"]["cache_read_input_tokens"] == 2
+    assert final["usage"]["input_tokens"] == prompt_tokens(SYSTEM, prompt) - 2
+
+
+# ---------------------------------------------------------------------------------- Responses
+
+
+def _responses_events(events: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    datas = [json.loads(d) for _, d in events]
+    assert all(d["type"] == n for (n, _), d in zip(events, datas, strict=True))
+    assert [d["sequence_number"] for d in datas] == list(range(len(datas)))
+    return datas
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+async def test_responses_event_sequence(http: httpx.AsyncClient, vendor: str) -> None:
+    model = VENDORS[vendor]
+    prompt = f"frame me please {tag()}"
+    resp, events = await sse(http, "/v1/responses", {"model": model, "input": prompt, "stream": True})
+    assert resp.status_code == 200
+    datas = _responses_events(events)
+    assert [d["type"] for d in datas[:2]] == ["response.created", "response.in_progress"]
+    assert datas[-1]["type"] == "response.completed"
+    assert datas[-1]["response"]["status"] == "completed"
+    assert datas[-1]["response"]["id"] == datas[0]["response"]["id"]
+    assert "".join(d["delta"] for d in datas if d["type"] == "response.output_text.delta") == reply_to(prompt)
+    assert datas[-1]["response"]["usage"]["output_tokens"] == words(reply_to(prompt))
+
+    _, events = await sse(
+        http,
+        "/v1/responses",
+        {"model": model, "input": f"[sim:words=30] {tag()}", "max_output_tokens": 16, "stream": True},
+    )
+    datas = _responses_events(events)
+    assert datas[-1]["type"] == "response.incomplete"
+    assert datas[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+    _, events = await sse(
+        http,
+        "/v1/responses",
+        {"model": model, "input": f"fail me midway now {tag()} [sim:error_after=2]", "stream": True},
+    )
+    datas = _responses_events(events)
+    assert datas[-1]["type"] == "response.failed"
+    assert datas[-1]["response"]["status"] == "failed"
+    assert datas[-1]["response"]["id"] == datas[0]["response"]["id"]
+    assert datas[-1]["response"]["error"]["message"]
+
+
+# ------------------------------------------------------------------------------- end-user ids
+
+
+async def _logged_end_user(harness: Harness, request_id: str) -> str:
+    async def row() -> Any:
+        rows = await harness.fetch(
+            "usage", "SELECT end_user FROM request_log WHERE request_id = $1", request_id
+        )
+        return rows[0] if rows else None
+
+    found = await eventually(row, what=f"request log row {request_id}")
+    end_user: str = found["end_user"]
+    return end_user
+
+
+END_USER_CASES = [
+    ("chat", "safety_identifier"),
+    ("chat", "user"),
+    ("responses", "safety_identifier"),
+    ("messages", "metadata.user_id"),
+]
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+@pytest.mark.parametrize(("ingress", "field"), END_USER_CASES, ids=[f"{i}-{f}" for i, f in END_USER_CASES])
+async def test_end_user_id_reaches_the_vendor_and_the_request_log(
+    harness: Harness, http: httpx.AsyncClient, vendor: str, ingress: str, field: str
+) -> None:
+    marker = tag()
+    end_user = "user-" + marker[::-1]
+    model = VENDORS[vendor]
+    if ingress == "chat":
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": "user", "content": f"hi {marker}"}],
+            field: end_user,
+        }
+        resp = await http.post("/v1/chat/completions", json=body)
+    elif ingress == "responses":
+        resp = await http.post(
+            "/v1/responses", json={"model": model, "input": f"hi {marker}", field: end_user}
+        )
+    else:
+        body = {
+            "model": model,
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": f"hi {marker}"}],
+            "metadata": {"user_id": end_user},
+        }
+        resp = await http.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
+    assert resp.status_code == 200, resp.text
+
+    async with httpx.AsyncClient(base_url=harness.stack.simulator_url, timeout=10) as sim:
+        found = (await sim.get("/_sim/requests", params={"contains": marker})).json()
+    assert len(found) == 1
+    sent = found[0]["body"]
+    if vendor == "openai" and (ingress, field) == ("chat", "user"):
+        # A chat client's own body reaches OpenAI untouched: OpenAI still reads the legacy field.
+        assert sent["user"] == end_user
+    elif vendor == "openai":
+        assert sent["safety_identifier"] == end_user
+        assert "user" not in sent
+    elif vendor == "anthropic":
+        assert sent["metadata"] == {"user_id": end_user}
+    else:
+        # Gemini, DeepSeek and generic compatible APIs document no end-user field.
+        assert end_user not in json.dumps(sent)
+    assert await _logged_end_user(harness, resp.headers["x-request-id"]) == end_user
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+async def test_usage_is_requested_upstream_whatever_the_client_asked(
+    harness: Harness, http: httpx.AsyncClient, vendor: str
+) -> None:
+    marker = tag()
+    body = {
+        "model": VENDORS[vendor],
+        "messages": [{"role": "user", "content": f"hi {marker}"}],
+        "stream": True,
+    }
+    resp, events = await sse(http, "/v1/chat/completions", body)
+    assert resp.status_code == 200
+    assert all(json.loads(d).get("usage") is None for _, d in events[:-1])
+    async with httpx.AsyncClient(base_url=harness.stack.simulator_url, timeout=10) as sim:
+        sent = (await sim.get("/_sim/requests", params={"contains": marker})).json()[0]
+    if vendor in ("openai", "deepseek", "compatible"):
+        assert sent["body"]["stream_options"]["include_usage"] is True
+    # Anthropic and Gemini always report usage in streams.
+    rows = await eventually(
+        lambda: harness.fetch(
+            "usage",
+            "SELECT input_tokens, output_tokens, usage_estimated FROM request_log WHERE request_id = $1",
+            resp.headers["x-request-id"],
+        ),
+        what="request log row",
+    )
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"]) == (
+        prompt_tokens(f"hi {marker}"),
+        words(reply_to(f"hi {marker}")),
+    )
+    assert rows[0]["usage_estimated"] is False
