@@ -464,6 +464,13 @@ async def compare(
 # ---------------------------------------------------------------- the stack
 
 
+def _loadavg() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
 @dataclass(frozen=True, slots=True)
 class BenchStack:
     harness: Harness
@@ -543,8 +550,14 @@ async def bench(state_dir: Path, *, requests: int, concurrency: int, quiet: bool
             print(msg, file=sys.stderr, flush=True)
 
     async with bench_stack(state_dir, say) as b:
+        load_before = _loadavg()
         say(f"Measuring ({requests} requests per phase, concurrency 1 and {concurrency})…")
         report = await compare(b.direct, b.gateway, requests=requests, concurrency=concurrency, pids=b.pids)
+        # Other work on the machine takes cores from the hops; the figures are only as quiet
+        # as the machine was.
+        report.notes.append(
+            f"load average (1 min) before/after the measurement: {load_before} / {_loadavg()}"
+        )
         if dead := b.harness.stack.dead():
             report.notes.append("exited during the run: " + ", ".join(p.name for p in dead))
         t0 = time.perf_counter()
