@@ -71,10 +71,15 @@ def model_not_found(model: str) -> ApiError:
     )
 
 
+_RETRY_HINTED = frozenset({ErrorType.RATE_LIMITED, ErrorType.OVERLOADED, ErrorType.UNAVAILABLE})
+
+
 def route_failure(err: router_pb2.RouteError) -> ApiError:
     name = router_pb2.ErrorKind.Name(err.kind).removeprefix("ERROR_KIND_")
     kind = ErrorKind.__members__.get(name, ErrorKind.INTERNAL)
     etype = error_type_for(kind)
     code = err.code or ("model_not_found" if kind is ErrorKind.MODEL_NOT_FOUND else None)
-    retry = (err.retry_after_ms or None) if etype is ErrorType.RATE_LIMITED else None
+    # The upstream's own wait, on every error a client may retry (an overloaded vendor sends
+    # one too); never on the others.
+    retry = (err.retry_after_ms or None) if etype in _RETRY_HINTED else None
     return ApiError(etype, err.message or "The upstream request failed.", err.param or None, code, retry)
