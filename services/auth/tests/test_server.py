@@ -26,7 +26,7 @@ Pair = tuple[AuthServiceStub, AuthServiceStub]
 StartAuth = Callable[..., Awaitable[tuple[object, AuthServiceStub]]]
 
 
-async def eventually(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+async def eventually(cond: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await cond():
         if asyncio.get_running_loop().time() > deadline:

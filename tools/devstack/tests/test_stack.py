@@ -127,7 +127,7 @@ time.sleep(600)
 """
 
 
-def _wait_for(cond: object, timeout: float = 10.0) -> None:
+def _wait_for(cond: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not met in time"
