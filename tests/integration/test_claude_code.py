@@ -209,6 +209,8 @@ async def client(harness: Harness) -> AsyncIterator[anthropic.AsyncAnthropic]:
         max_retries=0,
         timeout=30,
         default_headers=CLAUDE_CODE_HEADERS,
+        # Claude Code calls /v1/messages?beta=true (and count_tokens likewise).
+        default_query={"beta": "true"},
     ) as c:
         yield c
 
