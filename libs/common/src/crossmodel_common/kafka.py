@@ -16,6 +16,7 @@ retried with backoff.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import struct
@@ -126,6 +127,9 @@ class SpooledProducer:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
+        # Segments on disk not yet acknowledged, oldest first, with their records when this
+        # process wrote them (None: left by an earlier run, read back from disk when sent).
+        self._pending: collections.deque[tuple[Path, list[OutgoingRecord] | None]] = collections.deque()
         self._busy = False
         self.sent = 0
 
@@ -135,14 +139,12 @@ class SpooledProducer:
 
     @property
     def pending_segments(self) -> int:
-        return len(self._segments())
-
-    def _segments(self) -> list[Path]:
-        return sorted(self._spool.glob("*.spool"))
+        return len(self._pending)
 
     async def start(self) -> None:
         self._spool.mkdir(parents=True, exist_ok=True)
-        existing = self._segments()
+        existing = sorted(self._spool.glob("*.spool"))
+        self._pending.extend((path, None) for path in existing)
         self._seq = int(existing[-1].stem) + 1 if existing else 0
         self._task = asyncio.create_task(self._run(), name="usage-producer")
 
@@ -165,9 +167,13 @@ class SpooledProducer:
             self._producer = producer
         return self._producer
 
-    def _write_segment(self, records: Sequence[OutgoingRecord]) -> Path:
+    def _next_segment(self) -> Path:
         path = self._spool / f"{self._seq:020d}.spool"
         self._seq += 1
+        return path
+
+    @staticmethod
+    def _write_segment(path: Path, records: Sequence[OutgoingRecord]) -> Path:
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(b"".join(_encode_frame(r) for r in records))
@@ -176,25 +182,29 @@ class SpooledProducer:
         os.replace(tmp, path)
         return path
 
-    async def _send_segment(self, path: Path) -> None:
-        records = _decode_frames(await asyncio.to_thread(path.read_bytes))
+    async def _send_segment(self, path: Path, records: list[OutgoingRecord] | None) -> None:
+        if records is None:
+            records = _decode_frames(await asyncio.to_thread(path.read_bytes))
         producer = await self._ensure_producer()
         futures = [await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in records]
         await asyncio.gather(*futures)
-        await asyncio.to_thread(path.unlink)
+        # unlink is one cheap syscall; a thread hop would cost more than it saves.
+        os.unlink(path)
         self.sent += len(records)
 
     async def _drain_spool(self) -> bool:
         """Send every segment in order; False when the broker failed (segments kept)."""
-        for path in self._segments():
+        while self._pending:
+            path, records = self._pending[0]
             try:
-                await self._send_segment(path)
+                await self._send_segment(path, records)
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning(
-                    "kafka unavailable, events kept in spool", error=str(exc), segments=len(self._segments())
+                    "kafka unavailable, events kept in spool", error=str(exc), segments=len(self._pending)
                 )
                 await self._reset_producer()
                 return False
+            self._pending.popleft()
         return True
 
     async def _reset_producer(self) -> None:
@@ -227,7 +237,9 @@ class SpooledProducer:
             self._busy = True
             try:
                 if batch:
-                    await asyncio.to_thread(self._write_segment, batch)
+                    path = self._next_segment()
+                    await asyncio.to_thread(self._write_segment, path, batch)
+                    self._pending.append((path, batch))
                 healthy = await self._drain_spool()
             finally:
                 self._busy = False
@@ -237,7 +249,7 @@ class SpooledProducer:
         passed (False; what is left stays queued or spooled)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._queue.qsize() or self._segments() or self._busy:
+        while self._queue.qsize() or self._pending or self._busy:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.01)
@@ -254,7 +266,9 @@ class SpooledProducer:
                 await self._task
         batch = self._take_batch()
         while batch:
-            self._write_segment(batch)
+            path = self._next_segment()
+            self._write_segment(path, batch)
+            self._pending.append((path, batch))
             batch = self._take_batch()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._drain_spool(), timeout)
