@@ -26,7 +26,7 @@ def main() -> None:
         port=args.port,
         access_log=None,
         print=None,
-        loop_factory=uvloop.new_event_loop,
+        loop=uvloop.new_event_loop(),
     )
 
 
