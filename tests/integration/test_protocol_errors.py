@@ -425,3 +425,47 @@ async def test_count_tokens_and_models_answer_in_anthropic_shape(
     assert openai_shape.json()["object"] == "list"
     bad_limit = await http.get("/v1/models", headers=headers, params={"limit": 0})
     assert bad_limit.status_code == 400
+
+
+async def test_rate_limit_headers_in_each_protocol(harness: Harness, http: httpx.AsyncClient) -> None:
+    """From the admission's limiter state: OpenAI's `x-ratelimit-*` on OpenAI endpoints,
+    Anthropic's `anthropic-ratelimit-*` (reset as RFC 3339) on /v1/messages; and a 429 past
+    the limit, in each protocol, with retry-after."""
+    from crossmodel.auth.v1 import auth_pb2
+
+    account = await harness.new_account("it-protocol-errors-limits", credit_micros=5_000_000)
+    created = await harness.auth.CreateKey(
+        auth_pb2.CreateKeyRequest(
+            account_id=account.account_id, name="limited", limits=auth_pb2.KeyLimits(rpm=3, tpm=1_000_000)
+        ),
+        timeout=10,
+    )
+    headers = {"x-api-key": created.secret} | ANTHROPIC_HEADERS
+    chat = await http.post(PATHS["chat"], json=body_for("chat", "hi"), headers=headers)
+    assert chat.status_code == 200, chat.text
+    assert chat.headers["x-ratelimit-limit-requests"] == "3"
+    assert chat.headers["x-ratelimit-remaining-requests"] == "2"
+    assert chat.headers["x-ratelimit-limit-tokens"] == "1000000"
+    assert chat.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert not any(h.startswith("anthropic-ratelimit") for h in chat.headers)
+    msgs = await http.post(PATHS["messages"], json=body_for("messages", "hi", CLAUDE), headers=headers)
+    assert msgs.status_code == 200, msgs.text
+    assert msgs.headers["anthropic-ratelimit-requests-limit"] == "3"
+    assert msgs.headers["anthropic-ratelimit-requests-remaining"] == "1"
+    assert msgs.headers["anthropic-ratelimit-tokens-limit"] == "1000000"
+    reset = msgs.headers["anthropic-ratelimit-requests-reset"]
+    assert reset.endswith("Z")
+    assert reset[10] == "T"
+    assert not any(h.startswith("x-ratelimit") for h in msgs.headers)
+    await http.post(PATHS["responses"], json=body_for("responses", "hi"), headers=headers)
+    for protocol in PATHS:
+        model = CLAUDE if protocol == "messages" else GPT
+        refused = await http.post(PATHS[protocol], json=body_for(protocol, "hi", model), headers=headers)
+        assert refused.status_code == 429
+        error = check_error(refused, protocol)
+        assert error["type"] == "rate_limit_error"
+        assert int(refused.headers["retry-after"]) >= 1
+        prefix = (
+            "anthropic-ratelimit-requests-" if protocol == "messages" else "x-ratelimit-remaining-requests"
+        )
+        assert any(h.startswith(prefix) for h in refused.headers)
