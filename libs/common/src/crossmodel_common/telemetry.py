@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from crossmodel_common.context import REQUEST_ID_ATTRIBUTE, current_request_id
 
@@ -58,16 +59,24 @@ def _otlp_exporter() -> SpanExporter | None:
     return HttpExporter()
 
 
-def setup_telemetry(service: str, *, exporter: SpanExporter | None = None) -> TracerProvider:
+def setup_telemetry(
+    service: str, *, exporter: SpanExporter | None = None, set_global: bool = True
+) -> TracerProvider:
     """Install the global tracer provider. `service.name` comes from OTEL_SERVICE_NAME when set;
     OTEL_RESOURCE_ATTRIBUTES is honoured by Resource.create."""
     attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"crossmodel-{service}"}
-    provider = TracerProvider(resource=Resource.create(attrs))
-    provider.add_span_processor(RequestIdSpanProcessor())
     chosen = exporter or _otlp_exporter()
+    sampler = None
+    if chosen is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
+        # Nothing would ever read the spans: keep trace and span ids (logs and propagation
+        # still carry them) but record nothing, which saves their cost on the request path.
+        sampler = ParentBased(ALWAYS_OFF)
+    provider = TracerProvider(resource=Resource.create(attrs), sampler=sampler)
+    provider.add_span_processor(RequestIdSpanProcessor())
     if chosen is not None:
         provider.add_span_processor(BatchSpanProcessor(chosen))
-    trace.set_tracer_provider(provider)
+    if set_global:
+        trace.set_tracer_provider(provider)
     return provider
 
 
