@@ -5,138 +5,39 @@ Redis) and a real broker for the edge's producer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from crossmodel.auth.v1 import auth_pb2, auth_pb2_grpc
-from crossmodel.billing.v1 import billing_pb2_grpc
 from crossmodel.events.v1 import usage_event_pb2 as ev
-from crossmodel.usage.v1 import usage_pb2_grpc
-from crossmodel_auth.__main__ import MIGRATIONS as AUTH_MIGRATIONS
-from crossmodel_auth.__main__ import Running as AuthRunning
-from crossmodel_auth.__main__ import start as start_auth
-from crossmodel_auth.config import Settings as AuthSettings
-from crossmodel_billing.__main__ import MIGRATIONS as BILLING_MIGRATIONS
-from crossmodel_billing.adapters.postgres import PostgresLedger
-from crossmodel_billing.adapters.wallet import RedisPublisher
-from crossmodel_billing.domain.billing import Billing
-from crossmodel_billing.server import SERVICE_NAME as BILLING_SERVICE
-from crossmodel_billing.server import BillingServicer
-from crossmodel_common.balance_state import BalanceState
-from crossmodel_common.db import make_engine, run_migrations
-from crossmodel_common.grpcio import GrpcServer
 from crossmodel_common.ids import new_request_id, new_ulid
+from crossmodel_devstack.backends import Backends, backends
 from crossmodel_devstack.broker import TansuBroker, free_port
 from crossmodel_edge.config import Settings
 from crossmodel_edge.routes import admin as admin_routes
-from crossmodel_usage.__main__ import MIGRATIONS as USAGE_MIGRATIONS
-from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.domain.records import normalize
-from crossmodel_usage.server import SERVICE_NAME as USAGE_SERVICE
-from crossmodel_usage.server import UsageServicer
 from crossmodel_usage.wire import record_from_event
 
 from .conftest import RunningEdge, eventually, serve
 
-PG_ADMIN = os.environ.get("CROSSMODEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKEN = "cm-admin-" + new_ulid()
 
 
-async def _create_database(prefix: str, migrations: Path) -> tuple[str, str]:
-    name = f"{prefix}_{new_ulid()}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    await asyncio.to_thread(run_migrations, migrations, url)
-    return name, "postgresql+asyncpg://" + url.split("://", 1)[1]
-
-
-async def _drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@dataclass
-class Services:
-    auth_target: str
-    billing_target: str
-    usage_target: str
-    usage: UsageRepository
-
-
 @pytest.fixture(scope="module")
-async def services() -> AsyncIterator[Services]:
-    """auth, billing and usage as their mains wire them (billing without its consumer: the
-    admin API only calls its RPCs)."""
-    async with contextlib.AsyncExitStack() as stack:
-        urls: dict[str, str] = {}
-        for service, migrations in (
-            ("billing", BILLING_MIGRATIONS),
-            ("auth", AUTH_MIGRATIONS),
-            ("usage", USAGE_MIGRATIONS),
-        ):
-            name, urls[service] = await _create_database(f"cm_edge_admin_{service}", migrations)
-            stack.push_async_callback(_drop_database, name)
-        billing_url, auth_url, usage_url = urls["billing"], urls["auth"], urls["usage"]
-
-        billing_engine = make_engine(billing_url)
-        stack.push_async_callback(billing_engine.dispose)
-        redis = Redis.from_url(REDIS_URL)
-        stack.push_async_callback(redis.aclose)
-        billing = GrpcServer("127.0.0.1:0", [BILLING_SERVICE], grace=0.5)
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(
-            BillingServicer(
-                Billing(PostgresLedger(billing_engine), RedisPublisher(BalanceState(redis))), currency="USD"
-            ),
-            billing.server,
-        )
-        await billing.start()
-        stack.push_async_callback(billing.stop)
-        billing_target = f"127.0.0.1:{billing.port}"
-
-        auth: AuthRunning = await start_auth(
-            AuthSettings(
-                listen="127.0.0.1:0",
-                database_url=auth_url,
-                redis_url=REDIS_URL,
-                billing_target=billing_target,
-                last_used_flush_seconds=0.1,
-            )
-        )
-        stack.push_async_callback(auth.stop)
-
-        usage_engine = make_engine(usage_url)
-        stack.push_async_callback(usage_engine.dispose)
-        repository = UsageRepository(usage_engine)
-        usage = GrpcServer("127.0.0.1:0", [USAGE_SERVICE], grace=0.5)
-        usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(repository), usage.server)
-        await usage.start()
-        stack.push_async_callback(usage.stop)
-
-        yield Services(f"127.0.0.1:{auth.server.port}", billing_target, f"127.0.0.1:{usage.port}", repository)
+async def services() -> AsyncIterator[Backends]:
+    async with backends("cm_edge_admin") as running:
+        yield running
 
 
-def _settings(services: Services, broker: TansuBroker, spool: Path, token: str) -> Settings:
+def _settings(services: Backends, broker: TansuBroker, spool: Path, token: str) -> Settings:
     return Settings(
         auth_target=services.auth_target,
         # The admin API never calls the router; nothing listens here.
@@ -153,7 +54,7 @@ def _settings(services: Services, broker: TansuBroker, spool: Path, token: str) 
 
 @pytest.fixture(scope="module")
 async def edge(
-    services: Services, broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory
+    services: Backends, broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningEdge]:
     async with serve(_settings(services, broker, tmp_path_factory.mktemp("spool"), TOKEN)) as running:
         yield running
@@ -221,7 +122,7 @@ async def test_no_token_or_a_wrong_one_is_401_before_the_body_is_read(edge: Runn
 
 
 async def test_without_a_configured_token_the_admin_api_is_off(
-    services: Services, broker: TansuBroker, tmp_path: Path
+    services: Backends, broker: TansuBroker, tmp_path: Path
 ) -> None:
     async with (
         serve(_settings(services, broker, tmp_path, "")) as off,
@@ -436,7 +337,7 @@ async def test_the_ledger_pages_newest_first_without_gaps_or_repeats(http: httpx
 # -- keys ---------------------------------------------------------------------------------------
 
 
-async def test_key_lifecycle(services: Services, edge: RunningEdge, http: httpx.AsyncClient) -> None:
+async def test_key_lifecycle(services: Backends, edge: RunningEdge, http: httpx.AsyncClient) -> None:
     account = await new_account(http)
     await credit(http, account, {"amount": "1.00"})
     expires = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
@@ -572,7 +473,7 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture
-async def logged(services: Services, http: httpx.AsyncClient) -> tuple[str, list[ev.UsageEvent]]:
+async def logged(services: Backends, http: httpx.AsyncClient) -> tuple[str, list[ev.UsageEvent]]:
     """An account with six requests in the real request log: two days, two keys, two models,
     one failure, one with a formula-like end user."""
     account = await new_account(http, "usage")
