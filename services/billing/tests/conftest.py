@@ -4,12 +4,9 @@ in-process on free ports."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,30 +16,15 @@ from crossmodel.billing.v1 import billing_pb2_grpc
 from crossmodel_billing.__main__ import MIGRATIONS, Running, start
 from crossmodel_billing.config import Settings
 from crossmodel_common.balance_state import BalanceState
-from crossmodel_common.db import run_migrations
 from crossmodel_common.ids import new_ulid
+from crossmodel_devstack.backends import REDIS_URL, database
 from crossmodel_devstack.broker import TansuBroker
-
-PG_ADMIN = os.environ.get("CROSSMODEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    name = f"cm_billing_test_{new_ulid()}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    await asyncio.to_thread(run_migrations, MIGRATIONS, url)
-    yield "postgresql+asyncpg://" + url.split("://", 1)[1]
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with database("cm_billing_test", MIGRATIONS) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ idempotent top-ups and charges, redelivery, reservation release, dead-lettering.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -17,14 +16,7 @@ from crossmodel_billing.__main__ import Running
 from crossmodel_common.balance_state import AdmitCode, BalanceState, balance_key
 from crossmodel_common.ids import new_id, new_request_id
 from crossmodel_devstack.broker import TansuBroker
-
-
-async def eventually(cond: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+from crossmodel_devstack.harness import eventually
 
 
 def _event(

@@ -2,60 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
-from crossmodel_common.db import make_engine, run_migrations
+from crossmodel_common.db import make_engine
 from crossmodel_common.ids import new_id, new_request_id
+from crossmodel_devstack.backends import database
 from crossmodel_devstack.broker import TansuBroker
+from crossmodel_devstack.harness import eventually
+from crossmodel_usage.__main__ import MIGRATIONS
 from crossmodel_usage.adapters.repository import UsageRepository
-
-MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "crossmodel_usage" / "migrations"
-SERVER_URL = os.environ.get("CROSSMODEL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-
-
-def _admin_engine() -> AsyncEngine:
-    return create_async_engine(f"{SERVER_URL}/postgres", isolation_level="AUTOCOMMIT")
-
-
-async def create_database(prefix: str = "crossmodel_usage_test") -> str:
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    admin = _admin_engine()
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return name
-
-
-async def drop_database(name: str) -> None:
-    admin = _admin_engine()
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    name = await create_database()
-    url = f"{SERVER_URL}/{name}"
-    try:
-        await asyncio.to_thread(run_migrations, MIGRATIONS, url)
+    async with database("crossmodel_usage_test", MIGRATIONS) as url:
         yield url
-    finally:
-        await drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -114,21 +80,6 @@ def make_event(account: str) -> Callable[..., events_pb2.UsageEvent]:
     return make
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 30.0) -> None:
-    """Poll `condition` (sync or async) until it is truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def poll() -> Callable[..., Any]:
     return eventually
@@ -142,8 +93,5 @@ def day0_ms() -> int:
 @pytest.fixture
 async def empty_database() -> AsyncIterator[str]:
     """A new, unmigrated database of its own, dropped after the test."""
-    name = await create_database("crossmodel_usage_test_empty")
-    try:
-        yield f"{SERVER_URL}/{name}"
-    finally:
-        await drop_database(name)
+    async with database("crossmodel_usage_test_empty") as url:
+        yield url

@@ -1,9 +1,8 @@
-"""auth, billing and usage in-process, wired as their mains wire them (billing without its
-consumer), each on a freshly migrated PostgreSQL database of its own and the real Redis: what an
-edge's console and admin API, and the CLI through them, call in tests.
-
-The server and Redis are the ones the unit tests use (`CROSSMODEL_TEST_POSTGRES_URL`,
-`CROSSMODEL_TEST_REDIS_URL`, else the usual local ports); the databases are dropped on exit.
+"""Real backends for tests, on the test PostgreSQL server and Redis
+(`CROSSMODEL_TEST_POSTGRES_URL`, an admin URL, and `CROSSMODEL_TEST_REDIS_URL`; else the usual
+local ports): databases of their own, migrated and dropped on exit, and auth, billing and usage
+in-process, wired as their mains wire them (billing without its consumer), for what an edge's
+console and admin API, and the CLI through them, call.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -51,6 +51,21 @@ class Backends:
 
 
 @contextlib.asynccontextmanager
+async def database(prefix: str, migrations: Path | None = None) -> AsyncIterator[str]:
+    """A database of its own, `{prefix}_{ulid}`, on the test server, migrated when `migrations`
+    is given, dropped on exit. Yields its SQLAlchemy URL (what the services' settings take)."""
+    name = f"{prefix}_{new_ulid()}"
+    await create_database(PG_ADMIN, name)
+    try:
+        url = database_url(PG_ADMIN, name)
+        if migrations is not None:
+            await asyncio.to_thread(run_migrations, migrations, url)
+        yield sqlalchemy_url(url)
+    finally:
+        await drop_database(PG_ADMIN, name)
+
+
+@contextlib.asynccontextmanager
 async def backends(prefix: str, **auth_settings: Any) -> AsyncIterator[Backends]:
     """The three services on free ports; databases are named `{prefix}_{service}_{ulid}`.
     `auth_settings` go to auth's Settings on top of the listen address, database and targets."""
@@ -61,12 +76,7 @@ async def backends(prefix: str, **auth_settings: Any) -> AsyncIterator[Backends]
             ("auth", AUTH_MIGRATIONS),
             ("usage", USAGE_MIGRATIONS),
         ):
-            name = f"{prefix}_{service}_{new_ulid()}"
-            await create_database(PG_ADMIN, name)
-            stack.push_async_callback(drop_database, PG_ADMIN, name)
-            url = database_url(PG_ADMIN, name)
-            await asyncio.to_thread(run_migrations, migrations, url)
-            urls[service] = sqlalchemy_url(url)
+            urls[service] = await stack.enter_async_context(database(f"{prefix}_{service}", migrations))
 
         billing_engine = make_engine(urls["billing"])
         stack.push_async_callback(billing_engine.dispose)
