@@ -483,7 +483,7 @@ async def _balance_page(
 ) -> HTMLResponse:
     before_raw = request.query_params.get("before", "")
     before = int(before_raw) if before_raw.isdigit() else 0
-    balance, ledger = await _gather(
+    balance, ledger = await asyncio.gather(
         _rpc(
             edge.backends.billing.GetBalance(
                 billing_pb2.GetBalanceRequest(account_id=who.account_id), timeout=_timeout(edge)
@@ -519,11 +519,6 @@ async def _balance_page(
         },
         **context,
     )
-
-
-async def _gather(a: Awaitable[Any], b: Awaitable[Any]) -> tuple[Any, Any]:
-    first, second = await asyncio.gather(a, b)
-    return first, second
 
 
 @router.get("/balance")
