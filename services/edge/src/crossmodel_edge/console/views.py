@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from markupsafe import Markup
@@ -48,7 +48,6 @@ class UsageView:
     tokens_chart: Markup
     cost_chart: Markup
     requests_chart: Markup
-    empty: bool = field(default=True)
 
 
 def usage_view(rows: Iterable[usage_pb2.DailyUsage], period: forms.Period) -> UsageView:
@@ -94,7 +93,7 @@ def usage_view(rows: Iterable[usage_pb2.DailyUsage], period: forms.Period) -> Us
         ],
         fmt=forms.number,
     )
-    return UsageView(total, bars, tokens_chart, cost_chart, requests_chart, empty=total.requests == 0)
+    return UsageView(total, bars, tokens_chart, cost_chart, requests_chart)
 
 
 def status_name(status: int) -> str:
