@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from crossmodel_edge.config import Settings
 from crossmodel_edge.console import router as console_router
-from crossmodel_edge.middleware import EdgeMiddleware, protocol_for_path, request_info
+from crossmodel_edge.middleware import DirectRoute, EdgeMiddleware, protocol_for_path, request_info
 from crossmodel_edge.relay import error_response
 from crossmodel_edge.routes import account, admin, catalog, health, inference
 from crossmodel_edge.runtime import Edge
@@ -68,10 +69,15 @@ def create_app(settings: Settings) -> FastAPI:
         # add spans per dependency and endpoint; EdgeMiddleware records the one span we need.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    app.add_middleware(EdgeMiddleware)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (inference, catalog, account, health, admin):
         app.include_router(module.router)
     app.include_router(console_router)
+    direct = {
+        route.path: DirectRoute(route.endpoint, route)
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path in inference.DIRECT_PATHS and route.methods == {"POST"}
+    }
+    app.add_middleware(EdgeMiddleware, direct=direct)
     return app

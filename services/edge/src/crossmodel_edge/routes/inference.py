@@ -29,6 +29,10 @@ from crossmodel_protocols.errors import ApiError, ErrorType
 
 router = APIRouter(tags=["inference"])
 
+# Called by EdgeMiddleware without FastAPI's routing (their handlers take only the request
+# and answer every failure themselves); count_tokens is off the hot path and keeps the usual way.
+DIRECT_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
+
 
 def relay(request: Request) -> Relay:
     # The hot path skips dependency injection: resolving even one dependency costs more than
