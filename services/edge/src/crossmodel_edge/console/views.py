@@ -13,6 +13,7 @@ from markupsafe import Markup
 from crossmodel.events.v1 import usage_event_pb2
 from crossmodel.usage.v1 import usage_pb2
 from crossmodel_edge.console import charts, forms
+from crossmodel_edge.domain.admin import spreadsheet_safe
 
 STATUS_NAMES: dict[int, str] = {
     usage_event_pb2.REQUEST_STATUS_SUCCEEDED: "succeeded",
@@ -124,12 +125,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: str) -> str:
-    # Spreadsheets run cells that start with these as formulas (CSV injection); error messages
-    # come from upstream providers, so they are neutralised with a leading quote.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def csv_header() -> str:
     buf = io.StringIO()
     csv.writer(buf).writerow(CSV_COLUMNS)
@@ -145,14 +140,14 @@ def csv_rows(events: Sequence[usage_event_pb2.UsageEvent]) -> str:
         )
         writer.writerow(
             [
-                _cell(e.request_id),
+                spreadsheet_safe(e.request_id),
                 started,
-                _cell(e.key_id),
-                _cell(e.key_name),
-                _cell(e.model),
-                _cell(e.provider),
-                _cell(e.upstream_model),
-                _cell(e.protocol),
+                spreadsheet_safe(e.key_id),
+                spreadsheet_safe(e.key_name),
+                spreadsheet_safe(e.model),
+                spreadsheet_safe(e.provider),
+                spreadsheet_safe(e.upstream_model),
+                spreadsheet_safe(e.protocol),
                 "true" if e.stream else "false",
                 status_name(e.status),
                 e.http_status,
@@ -163,8 +158,8 @@ def csv_rows(events: Sequence[usage_event_pb2.UsageEvent]) -> str:
                 forms.money(e.cost_micros),
                 e.latency_ms,
                 e.ttft_ms,
-                _cell(e.error_type),
-                _cell(e.error_message),
+                spreadsheet_safe(e.error_type),
+                spreadsheet_safe(e.error_message),
             ]
         )
     return buf.getvalue()

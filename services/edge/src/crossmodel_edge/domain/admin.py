@@ -297,7 +297,7 @@ CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _text(value: str) -> str:
+def spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
@@ -313,17 +313,17 @@ def csv_header() -> str:
 def csv_rows(events: Iterable[usage_event_pb2.UsageEvent]) -> str:
     rows = [
         [
-            _text(e.request_id),
+            spreadsheet_safe(e.request_id),
             _iso(e.started_at_unix_ms),
             _iso(e.finished_at_unix_ms),
             status_name(e.status),
             str(e.http_status),
-            _text(e.key_id),
-            _text(e.key_name),
-            _text(e.model),
-            _text(e.provider),
-            _text(e.upstream_model),
-            _text(e.protocol),
+            spreadsheet_safe(e.key_id),
+            spreadsheet_safe(e.key_name),
+            spreadsheet_safe(e.model),
+            spreadsheet_safe(e.provider),
+            spreadsheet_safe(e.upstream_model),
+            spreadsheet_safe(e.protocol),
             "true" if e.stream else "false",
             str(e.input_tokens),
             str(e.output_tokens),
@@ -334,10 +334,10 @@ def csv_rows(events: Iterable[usage_event_pb2.UsageEvent]) -> str:
             money(e.cost_micros),
             str(e.latency_ms),
             str(e.ttft_ms),
-            _text(e.finish_reason),
-            _text(e.error_type),
-            _text(e.error_message),
-            _text(e.end_user),
+            spreadsheet_safe(e.finish_reason),
+            spreadsheet_safe(e.error_type),
+            spreadsheet_safe(e.error_message),
+            spreadsheet_safe(e.end_user),
         ]
         for e in events
     ]
