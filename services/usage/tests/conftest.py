@@ -13,7 +13,6 @@ from crossmodel_common.db import make_engine
 from crossmodel_common.ids import new_id, new_request_id
 from crossmodel_devstack.backends import database
 from crossmodel_devstack.broker import TansuBroker
-from crossmodel_devstack.harness import eventually
 from crossmodel_usage.__main__ import MIGRATIONS
 from crossmodel_usage.adapters.repository import UsageRepository
 
@@ -78,11 +77,6 @@ def make_event(account: str) -> Callable[..., events_pb2.UsageEvent]:
         return events_pb2.UsageEvent(**values)
 
     return make
-
-
-@pytest.fixture
-def poll() -> Callable[..., Any]:
-    return eventually
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from crossmodel.events.v1 import usage_event_pb2 as events_pb2
 from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledProducer, trace_headers
 from crossmodel_common.telemetry import RequestIdSpanProcessor
 from crossmodel_devstack.broker import TansuBroker, free_port
+from crossmodel_devstack.harness import eventually
 from crossmodel_usage.adapters.database import open_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import request_log, usage_daily
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
 
 MakeEvent = Callable[..., events_pb2.UsageEvent]
-Poll = Callable[..., Any]
 
 
 @pytest.fixture
@@ -92,7 +92,6 @@ async def test_each_event_lands_once_and_redelivery_changes_nothing(
     engine: AsyncEngine,
     account: str,
     make_event: MakeEvent,
-    poll: Poll,
     day0_ms: int,
 ) -> None:
     topic, _ = topics
@@ -110,7 +109,7 @@ async def test_each_event_lands_once_and_redelivery_changes_nothing(
     ]
     for e in events:
         _publish(producer, topic, e)
-    await poll(lambda: consumer.processed >= 60)
+    await eventually(lambda: consumer.processed >= 60)
     assert await _rows(engine, account) == 60
     before = await _aggregates(engine, account)
     assert len(before) == 3 * 2 * 3
@@ -121,7 +120,7 @@ async def test_each_event_lands_once_and_redelivery_changes_nothing(
 
     for e in events:
         _publish(producer, topic, e)
-    await poll(lambda: consumer.processed >= 120)
+    await eventually(lambda: consumer.processed >= 120)
     assert await _rows(engine, account) == 60
     assert await _aggregates(engine, account) == before
     assert consumer.dead_lettered == 0
@@ -135,7 +134,6 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
     repository: UsageRepository,
     account: str,
     make_event: MakeEvent,
-    poll: Poll,
 ) -> None:
     topic, dlq = topics
     # Same key as the good events: same partition, so the good ones really come after.
@@ -150,8 +148,8 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
     async def all_good_stored() -> bool:
         return all([await repository.get_request(e.request_id) is not None for e in good])
 
-    await poll(all_good_stored)
-    await poll(lambda: consumer.dead_lettered == 2)
+    await eventually(all_good_stored)
+    await eventually(lambda: consumer.dead_lettered == 2)
 
     reader = AIOKafkaConsumer(dlq, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
     await reader.start()
@@ -163,7 +161,7 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
                 dead.extend(records)
             return len(dead) >= 2
 
-        await poll(read)
+        await eventually(read)
     finally:
         await reader.stop()
     reasons = sorted(dict(r.headers)["crossmodel-dlq-reason"].decode() for r in dead)
@@ -174,7 +172,7 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
 
 
 async def test_the_consumer_starts_once_the_broker_becomes_reachable(
-    repository: UsageRepository, tmp_path: Path, make_event: MakeEvent, poll: Poll
+    repository: UsageRepository, tmp_path: Path, make_event: MakeEvent
 ) -> None:
     port = free_port()
     consumer = make_consumer(f"127.0.0.1:{port}", "usage.v1.late", "usage.v1.late.dlq", repository)
@@ -199,7 +197,7 @@ async def test_the_consumer_starts_once_the_broker_becomes_reachable(
                 return await repository.get_request(event.request_id) is not None
 
             try:
-                await poll(stored)
+                await eventually(stored)
             finally:
                 await producer.stop()
                 await consumer.stop()
@@ -227,7 +225,6 @@ async def test_the_database_write_is_part_of_the_requests_trace(
     database_url: str,
     tmp_path: Path,
     make_event: MakeEvent,
-    poll: Poll,
     spans: InMemorySpanExporter,
 ) -> None:
     topic, dlq = topics
@@ -246,7 +243,7 @@ async def test_the_database_write_is_part_of_the_requests_trace(
         async def stored() -> bool:
             return await repository.get_request(event.request_id) is not None
 
-        await poll(stored)
+        await eventually(stored)
     finally:
         await consumer.stop()
         await producer.stop()

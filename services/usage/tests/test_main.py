@@ -7,7 +7,6 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ from crossmodel.usage.v1 import usage_pb2, usage_pb2_grpc
 from crossmodel_common.grpcio import channel
 from crossmodel_common.kafka import OutgoingRecord, SpooledProducer, trace_headers
 from crossmodel_devstack.broker import TansuBroker, free_port
+from crossmodel_devstack.harness import eventually
 from crossmodel_usage.server import SERVICE_NAME
-
-Poll = Callable[..., Any]
 
 
 async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -54,7 +52,7 @@ async def test_missing_settings_stop_the_start_naming_the_variables() -> None:
 
 
 async def test_the_process_migrates_serves_consumes_and_stops_gracefully(
-    empty_database: str, broker: TansuBroker, tmp_path: Path, poll: Poll, account: str
+    empty_database: str, broker: TansuBroker, tmp_path: Path, account: str
 ) -> None:
     topic = f"usage.v1.{secrets.token_hex(4)}"
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
@@ -98,7 +96,7 @@ async def test_the_process_migrates_serves_consumes_and_stops_gracefully(
                 return False
             return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-        await poll(serving, timeout=60)
+        await eventually(serving, timeout=60)
 
         await producer.start()
         event = events_pb2.UsageEvent(
@@ -120,7 +118,7 @@ async def test_the_process_migrates_serves_consumes_and_stops_gracefully(
             reply = await stub.GetRequest(usage_pb2.GetRequestRequest(request_id=event.request_id))
             return reply.found
 
-        await poll(stored, timeout=60)
+        await eventually(stored, timeout=60)
         totals = (await stub.GetTotals(usage_pb2.GetTotalsRequest(account_id=account))).totals
         assert (totals.requests, totals.input_tokens, totals.cost_micros) == (1, 11, 5)
     finally:
