@@ -289,25 +289,39 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
             if marker == "slow" and not stream:
                 self.slow_started.set()
                 await asyncio.sleep(60)
-            yield _head(stream)
+            # Like the router: with coalesce_frames the head rides with the first chunk, and the
+            # usage with a complete answer's chunk; "separate-frames" answers like a router
+            # that does not coalesce.
+            packed = request.coalesce_frames and marker != "separate-frames"
+            head = _head(stream)
+            if not packed:
+                yield head
+            first = router_pb2.RouteResponse(
+                chunk=COMPLETION if not stream else STREAM_CHUNKS[0], lead_head=head.head if packed else None
+            )
             if not stream:
-                yield router_pb2.RouteResponse(chunk=COMPLETION)
+                if packed:
+                    first.trailing_usage.CopyFrom(usage_frame().usage)
+                    yield first
+                    return
+                yield first
                 yield usage_frame()
                 return
             if marker == "fail-after":
-                yield router_pb2.RouteResponse(chunk=STREAM_CHUNKS[0])
+                yield first
                 yield router_pb2.RouteResponse(chunk=STREAM_CHUNKS[1])
                 yield _error(router_pb2.ERROR_KIND_UPSTREAM_ERROR, "upstream connection dropped")
                 yield usage_frame()
                 return
             if marker == "abort-after":
-                yield router_pb2.RouteResponse(chunk=STREAM_CHUNKS[0])
+                yield first
                 await context.abort(grpc.StatusCode.INTERNAL, "router crashed")
             if marker == "slow":
-                yield router_pb2.RouteResponse(chunk=STREAM_CHUNKS[0])
+                yield first
                 self.slow_started.set()
                 await asyncio.sleep(60)
-            for chunk in STREAM_CHUNKS:
+            yield first
+            for chunk in STREAM_CHUNKS[1:]:
                 yield router_pb2.RouteResponse(chunk=chunk)
             yield usage_frame()
         except asyncio.CancelledError:

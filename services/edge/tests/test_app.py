@@ -106,6 +106,7 @@ async def test_completion_returns_the_router_json_untouched_with_headers(stack: 
     assert rreq.body == raw, "the body reaches the router byte for byte"
     assert rreq.account_id == "acct_1"
     assert rreq.key_id == "key_good"
+    assert rreq.coalesce_frames
 
     event, headers, key = await one_event(stack, rid)
     assert key == b"acct_1"
@@ -135,6 +136,31 @@ async def test_completion_returns_the_router_json_untouched_with_headers(stack: 
     assert event.latency_ms >= 0
     assert not event.error_type
     assert not event.usage_estimated
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_separate_head_chunk_and_usage_frames_give_the_same_answer(stack: Stack, stream: bool) -> None:
+    """A router that does not coalesce frames (sends head, chunks and usage apart) is read the
+    same way."""
+    answers = []
+    for text in ("hello", "separate-frames"):
+        resp = await post(stack, orjson.dumps(chat(text, stream=stream)), bearer(GOOD_KEY))
+        assert resp.status_code == 200
+        event, _, _ = await one_event(stack, request_id(resp))
+        assert event.status == ev.REQUEST_STATUS_SUCCEEDED
+        answers.append(
+            (
+                resp.content,
+                resp.headers["content-type"],
+                resp.headers["x-upstream-request-id"],
+                event.input_tokens,
+                event.output_tokens,
+                event.cost_micros,
+                event.deployment,
+            )
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0] == (b"".join(STREAM_CHUNKS) if stream else COMPLETION)
 
 
 async def test_stream_passes_the_router_chunks_through_byte_for_byte(stack: Stack) -> None:

@@ -37,6 +37,7 @@ class Result:
     usages: list[router_pb2.Usage] = field(default_factory=list)
     errors: list[router_pb2.RouteError] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    messages: int = 0
 
     @property
     def body(self) -> bytes:
@@ -52,15 +53,28 @@ class Result:
 
 
 async def route(
-    stub: router_pb2_grpc.RouterServiceStub, body: dict[str, Any] | bytes, *, timeout: float = 20
+    stub: router_pb2_grpc.RouterServiceStub,
+    body: dict[str, Any] | bytes,
+    *,
+    timeout: float = 20,
+    coalesce: bool = False,
 ) -> Result:
+    """The frames in the order they mean, whether or not the router packed them (`coalesce`)."""
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     out = Result()
     async for frame in stub.Route(
-        router_pb2.RouteRequest(request_id="req_test", protocol=CHAT, body=raw), timeout=timeout
+        router_pb2.RouteRequest(request_id="req_test", protocol=CHAT, body=raw, coalesce_frames=coalesce),
+        timeout=timeout,
     ):
+        out.messages += 1
+        if frame.HasField("lead_head"):
+            out.order.append("head")
+            out.heads.append(frame.lead_head)
         kind = frame.WhichOneof("frame")
         out.order.append(kind or "")
+        if frame.HasField("trailing_usage"):
+            out.order.append("usage")
+            out.usages.append(frame.trailing_usage)
         if kind == "head":
             out.heads.append(frame.head)
         elif kind == "chunk":
@@ -170,6 +184,59 @@ async def test_streamed_completion(
     assert not u.usage_estimated
     assert u.finish_reason == "end_turn"
     assert u.ttft_ms <= u.upstream_latency_ms
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_coalesced_complete_answer_is_one_message(
+    start_router: RouterFactory, packaged_catalog: Catalog, passthrough: bool
+) -> None:
+    stub = await start_router(packaged_catalog, passthrough=passthrough)
+    body = chat("what is two plus two [sim:cached=4]")
+    separate = await route(stub, body)
+    packed = await route(stub, body, coalesce=True)
+    assert separate.messages == 3
+    assert packed.messages == 1
+    assert packed.order == separate.order == ["head", "chunk", "usage"]
+    assert packed.heads == separate.heads
+    assert orjson.loads(packed.body)["choices"] == orjson.loads(separate.body)["choices"]
+    for u in (packed.usage, separate.usage):
+        u.upstream_latency_ms = u.ttft_ms = 0
+        u.upstream_request_id = ""
+    assert packed.usage == separate.usage
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_coalesced_stream_sends_the_head_with_its_first_chunk(
+    start_router: RouterFactory, packaged_catalog: Catalog, passthrough: bool
+) -> None:
+    stub = await start_router(packaged_catalog, passthrough=passthrough)
+    body = chat("tell me a story", stream=True)
+    separate = await route(stub, body)
+    packed = await route(stub, body, coalesce=True)
+    assert packed.heads == separate.heads
+    assert packed.heads[0].content_type == "text/event-stream"
+    assert packed.order[:2] == ["head", "chunk"]
+    assert packed.order[-1] == "usage"
+    # Only the head was packed: every chunk of a stream goes out as it comes.
+    assert packed.messages == len(packed.order) - 1
+    assert len(packed.events()) == len(separate.events())
+    assert packed.events()[-1] == b"[DONE]"
+    assert packed.usage.output_tokens == separate.usage.output_tokens
+
+
+async def test_coalesced_failures_keep_their_frames(
+    start_router: RouterFactory, packaged_catalog: Catalog
+) -> None:
+    stub = await start_router(packaged_catalog)
+    refused = await route(stub, chat("x [sim:status=429]"), coalesce=True)
+    assert refused.order == ["usage", "error"]
+    assert refused.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_RATE_LIMITED
+    dropped = await route(stub, chat("[sim:words=9] [sim:drop_after=3]", stream=True), coalesce=True)
+    assert dropped.order[:2] == ["head", "chunk"]
+    assert dropped.order[-2:] == ["usage", "error"]
+    unknown = await route(stub, chat("x", model="nobody/none"), coalesce=True)
+    assert unknown.order == ["error"]
+    assert unknown.errors[0].kind == router_pb2.ERROR_KIND_MODEL_NOT_FOUND
 
 
 async def test_streams_through_the_official_sdk_parser(

@@ -337,6 +337,7 @@ class Relay:
                     account_id=auth.account_id,
                     key_id=auth.key_id,
                     headers=forwarded,
+                    coalesce_frames=True,
                 ),
                 timeout=self.route_timeout,
             )
@@ -382,6 +383,8 @@ class Relay:
                     kind = frame.WhichOneof("frame")
                     if kind == "chunk":
                         parts.append(frame.chunk)
+                        if frame.HasField("trailing_usage"):
+                            x.usage = frame.trailing_usage
                     elif kind == "usage":
                         x.usage = frame.usage
                     elif kind == "error":
@@ -450,6 +453,12 @@ class Relay:
         while (frame := await self.next_frame(call, x)) is not None:
             kind = frame.WhichOneof("frame")
             if kind == "chunk":
+                # Coalesced frames (RouteRequest.coalesce_frames): the head and, for a complete
+                # answer, the usage arrive with the chunk.
+                if frame.HasField("lead_head"):
+                    head = frame.lead_head
+                if frame.HasField("trailing_usage"):
+                    x.usage = frame.trailing_usage
                 return head, frame.chunk
             if kind == "head":
                 head = frame.head
@@ -583,6 +592,8 @@ class RelayStream(Response):
                         last = frame.chunk
                         await send({"type": "http.response.body", "body": last, "more_body": True})
                         x.chunks += 1
+                    if frame.HasField("trailing_usage"):
+                        x.usage = frame.trailing_usage
                 elif kind == "usage":
                     x.usage = frame.usage
                 elif kind == "error" and x.error is None:

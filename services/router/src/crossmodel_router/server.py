@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 from opentelemetry import trace
@@ -11,7 +12,7 @@ from crossmodel.router.v1 import router_pb2, router_pb2_grpc
 from crossmodel_common.logging import get_logger
 from crossmodel_protocols.canonical import ErrorKind, Protocol
 from crossmodel_router.domain.catalog import ModelEntry
-from crossmodel_router.domain.route import Failure, Head, RouteCall, Router, UsageReport
+from crossmodel_router.domain.route import Failure, Frame, Head, RouteCall, Router, UsageReport
 
 log = get_logger(__name__)
 
@@ -93,6 +94,57 @@ def error_pb(f: Failure) -> router_pb2.RouteError:
     )
 
 
+def head_pb(h: Head) -> router_pb2.Head:
+    return router_pb2.Head(status_code=h.status, content_type=h.content_type, headers=h.headers)
+
+
+@dataclass(slots=True)
+class _Packed:
+    """One chunk with the head before it and the usage after it (RouteRequest.coalesce_frames)."""
+
+    chunk: bytes
+    head: Head | None = None
+    usage: UsageReport | None = None
+
+
+async def _coalesced(frames: AsyncIterator[Frame]) -> AsyncIterator[Frame | _Packed]:
+    """A head rides with the chunk after it. The chunk of a complete (non-SSE) answer waits for
+    the frame after it, which the router yields at once, so usage rides along too. SSE chunks
+    never wait: each goes out as it comes."""
+    head: Head | None = None
+    held: _Packed | None = None
+    async for frame in frames:
+        if held is not None:
+            if isinstance(frame, UsageReport):
+                held.usage = frame
+                yield held
+                held = None
+                continue
+            yield held
+            held = None
+        if type(frame) is bytes:
+            packed = _Packed(frame, head)
+            complete = head is not None and not head.content_type.startswith("text/event-stream")
+            head = None
+            if complete:
+                held = packed
+            else:
+                yield packed
+        elif isinstance(frame, Head):
+            if head is not None:
+                yield head
+            head = frame
+        else:
+            if head is not None:
+                yield head
+                head = None
+            yield frame
+    if held is not None:
+        yield held
+    if head is not None:
+        yield head
+
+
 class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def __init__(self, router: Router) -> None:
         self._router = router
@@ -114,18 +166,23 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         )
         usage: UsageReport | None = None
         Response = router_pb2.RouteResponse
-        async for frame in self._router.route(call):
+        routed = self._router.route(call)
+        frames: AsyncIterator[Frame | _Packed] = _coalesced(routed) if request.coalesce_frames else routed
+        async for frame in frames:
             if type(frame) is bytes:
                 yield Response(chunk=frame)
+            elif isinstance(frame, _Packed):
+                usage = frame.usage or usage
+                yield Response(
+                    chunk=frame.chunk,
+                    lead_head=head_pb(frame.head) if frame.head is not None else None,
+                    trailing_usage=usage_pb(frame.usage) if frame.usage is not None else None,
+                )
             elif isinstance(frame, UsageReport):
                 usage = frame
                 yield Response(usage=usage_pb(frame))
             elif isinstance(frame, Head):
-                yield Response(
-                    head=router_pb2.Head(
-                        status_code=frame.status, content_type=frame.content_type, headers=frame.headers
-                    )
-                )
+                yield Response(head=head_pb(frame))
             elif isinstance(frame, Failure):
                 # The client's own mistakes are routine; upstream failures are worth a look.
                 emit = log.info if frame.kind in _CLIENT_ERRORS else log.warning

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!crossmodel/router/v1/router.proto\x12\x14\x63rossmodel.router.v1\"\xb4\x01\n\x05Price\x12\x1d\n\x15input_per_mtok_micros\x18\x01 \x01(\x03\x12\x1e\n\x16output_per_mtok_micros\x18\x02 \x01(\x03\x12$\n\x1c\x63\x61\x63hed_input_per_mtok_micros\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_write_per_mtok_micros\x18\x04 \x01(\x03\x12!\n\x19reasoning_per_mtok_micros\x18\x05 \x01(\x03\"\xc4\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12*\n\x05price\x18\x07 \x01(\x0b\x32\x1b.crossmodel.router.v1.Price\x12\x14\n\x0c\x63reated_unix\x18\x08 \x01(\x03\"\xf8\x01\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08protocol\x18\x02 \x01(\x0e\x32\x1e.crossmodel.router.v1.Protocol\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12@\n\x07headers\x18\x06 \x03(\x0b\x32/.crossmodel.router.v1.RouteRequest.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x04Head\x12\x13\n\x0bstatus_code\x18\x01 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x38\n\x07headers\x18\x03 \x03(\x0b\x32\'.crossmodel.router.v1.Head.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x03\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x16\n\x0eupstream_model\x18\x04 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x05 \x01(\x03\x12\x15\n\routput_tokens\x18\x06 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x08 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\t \x01(\x03\x12*\n\x05price\x18\n \x01(\x0b\x32\x1b.crossmodel.router.v1.Price\x12\x13\n\x0b\x63ost_micros\x18\x0b \x01(\x03\x12\x1b\n\x13upstream_latency_ms\x18\x0c \x01(\x03\x12\x0f\n\x07ttft_ms\x18\r \x01(\x03\x12\x15\n\rfinish_reason\x18\x0e \x01(\t\x12\x10\n\x08\x65nd_user\x18\x0f \x01(\t\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\x1b\n\x13upstream_request_id\x18\x11 \x01(\t\"\x9a\x01\n\nRouteError\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.crossmodel.router.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05param\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x17\n\x0fupstream_status\x18\x05 \x01(\x05\x12\x16\n\x0eretry_after_ms\x18\x06 \x01(\x03\"\xb6\x01\n\rRouteResponse\x12*\n\x04head\x18\x01 \x01(\x0b\x32\x1a.crossmodel.router.v1.HeadH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12,\n\x05usage\x18\x03 \x01(\x0b\x32\x1b.crossmodel.router.v1.UsageH\x00\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32 .crossmodel.router.v1.RouteErrorH\x00\x42\x07\n\x05\x66rame\"\x13\n\x11ListModelsRequest\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.crossmodel.router.v1.Model\"h\n\x12\x43ountTokensRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08protocol\x18\x02 \x01(\x0e\x32\x1e.crossmodel.router.v1.Protocol\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\\\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12/\n\x05\x65rror\x18\x02 \x01(\x0b\x32 .crossmodel.router.v1.RouteError*~\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x18\n\x14PROTOCOL_OPENAI_CHAT\x10\x01\x12\x1d\n\x19PROTOCOL_OPENAI_RESPONSES\x10\x02\x12\x1f\n\x1bPROTOCOL_ANTHROPIC_MESSAGES\x10\x03*\xf3\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_INVALID_REQUEST\x10\x01\x12\x1e\n\x1a\x45RROR_KIND_MODEL_NOT_FOUND\x10\x02\x12$\n ERROR_KIND_UPSTREAM_RATE_LIMITED\x10\x03\x12\x1d\n\x19\x45RROR_KIND_UPSTREAM_ERROR\x10\x04\x12\x1f\n\x1b\x45RROR_KIND_UPSTREAM_TIMEOUT\x10\x05\x12\"\n\x1e\x45RROR_KIND_UPSTREAM_OVERLOADED\x10\x06\x12\x1c\n\x18\x45RROR_KIND_UPSTREAM_AUTH\x10\x07\x12 \n\x1c\x45RROR_KIND_REQUEST_TOO_LARGE\x10\x08\x12\x17\n\x13\x45RROR_KIND_INTERNAL\x10\t\x12\'\n#ERROR_KIND_UPSTREAM_INVALID_REQUEST\x10\n2\xa8\x02\n\rRouterService\x12R\n\x05Route\x12\".crossmodel.router.v1.RouteRequest\x1a#.crossmodel.router.v1.RouteResponse0\x01\x12_\n\nListModels\x12\'.crossmodel.router.v1.ListModelsRequest\x1a(.crossmodel.router.v1.ListModelsResponse\x12\x62\n\x0b\x43ountTokens\x12(.crossmodel.router.v1.CountTokensRequest\x1a).crossmodel.router.v1.CountTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!crossmodel/router/v1/router.proto\x12\x14\x63rossmodel.router.v1\"\xb4\x01\n\x05Price\x12\x1d\n\x15input_per_mtok_micros\x18\x01 \x01(\x03\x12\x1e\n\x16output_per_mtok_micros\x18\x02 \x01(\x03\x12$\n\x1c\x63\x61\x63hed_input_per_mtok_micros\x18\x03 \x01(\x03\x12#\n\x1b\x63\x61\x63he_write_per_mtok_micros\x18\x04 \x01(\x03\x12!\n\x19reasoning_per_mtok_micros\x18\x05 \x01(\x03\"\xc4\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12*\n\x05price\x18\x07 \x01(\x0b\x32\x1b.crossmodel.router.v1.Price\x12\x14\n\x0c\x63reated_unix\x18\x08 \x01(\x03\"\x91\x02\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08protocol\x18\x02 \x01(\x0e\x32\x1e.crossmodel.router.v1.Protocol\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x12\n\naccount_id\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12@\n\x07headers\x18\x06 \x03(\x0b\x32/.crossmodel.router.v1.RouteRequest.HeadersEntry\x12\x17\n\x0f\x63oalesce_frames\x18\x07 \x01(\x08\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x04Head\x12\x13\n\x0bstatus_code\x18\x01 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x38\n\x07headers\x18\x03 \x03(\x0b\x32\'.crossmodel.router.v1.Head.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x03\n\x05Usage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x16\n\x0eupstream_model\x18\x04 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x05 \x01(\x03\x12\x15\n\routput_tokens\x18\x06 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x07 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x08 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\t \x01(\x03\x12*\n\x05price\x18\n \x01(\x0b\x32\x1b.crossmodel.router.v1.Price\x12\x13\n\x0b\x63ost_micros\x18\x0b \x01(\x03\x12\x1b\n\x13upstream_latency_ms\x18\x0c \x01(\x03\x12\x0f\n\x07ttft_ms\x18\r \x01(\x03\x12\x15\n\rfinish_reason\x18\x0e \x01(\t\x12\x10\n\x08\x65nd_user\x18\x0f \x01(\t\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\x1b\n\x13upstream_request_id\x18\x11 \x01(\t\"\x9a\x01\n\nRouteError\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.crossmodel.router.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05param\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x17\n\x0fupstream_status\x18\x05 \x01(\x05\x12\x16\n\x0eretry_after_ms\x18\x06 \x01(\x03\"\x9a\x02\n\rRouteResponse\x12*\n\x04head\x18\x01 \x01(\x0b\x32\x1a.crossmodel.router.v1.HeadH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12,\n\x05usage\x18\x03 \x01(\x0b\x32\x1b.crossmodel.router.v1.UsageH\x00\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32 .crossmodel.router.v1.RouteErrorH\x00\x12-\n\tlead_head\x18\x05 \x01(\x0b\x32\x1a.crossmodel.router.v1.Head\x12\x33\n\x0etrailing_usage\x18\x06 \x01(\x0b\x32\x1b.crossmodel.router.v1.UsageB\x07\n\x05\x66rame\"\x13\n\x11ListModelsRequest\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.crossmodel.router.v1.Model\"h\n\x12\x43ountTokensRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x08protocol\x18\x02 \x01(\x0e\x32\x1e.crossmodel.router.v1.Protocol\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\\\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12/\n\x05\x65rror\x18\x02 \x01(\x0b\x32 .crossmodel.router.v1.RouteError*~\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x18\n\x14PROTOCOL_OPENAI_CHAT\x10\x01\x12\x1d\n\x19PROTOCOL_OPENAI_RESPONSES\x10\x02\x12\x1f\n\x1bPROTOCOL_ANTHROPIC_MESSAGES\x10\x03*\xf3\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_INVALID_REQUEST\x10\x01\x12\x1e\n\x1a\x45RROR_KIND_MODEL_NOT_FOUND\x10\x02\x12$\n ERROR_KIND_UPSTREAM_RATE_LIMITED\x10\x03\x12\x1d\n\x19\x45RROR_KIND_UPSTREAM_ERROR\x10\x04\x12\x1f\n\x1b\x45RROR_KIND_UPSTREAM_TIMEOUT\x10\x05\x12\"\n\x1e\x45RROR_KIND_UPSTREAM_OVERLOADED\x10\x06\x12\x1c\n\x18\x45RROR_KIND_UPSTREAM_AUTH\x10\x07\x12 \n\x1c\x45RROR_KIND_REQUEST_TOO_LARGE\x10\x08\x12\x17\n\x13\x45RROR_KIND_INTERNAL\x10\t\x12\'\n#ERROR_KIND_UPSTREAM_INVALID_REQUEST\x10\n2\xa8\x02\n\rRouterService\x12R\n\x05Route\x12\".crossmodel.router.v1.RouteRequest\x1a#.crossmodel.router.v1.RouteResponse0\x01\x12_\n\nListModels\x12\'.crossmodel.router.v1.ListModelsRequest\x1a(.crossmodel.router.v1.ListModelsResponse\x12\x62\n\x0b\x43ountTokens\x12(.crossmodel.router.v1.CountTokensRequest\x1a).crossmodel.router.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_HEAD_HEADERSENTRY']._loaded_options = None
   _globals['_HEAD_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_PROTOCOL']._serialized_start=1901
-  _globals['_PROTOCOL']._serialized_end=2027
-  _globals['_ERRORKIND']._serialized_start=2030
-  _globals['_ERRORKIND']._serialized_end=2401
+  _globals['_PROTOCOL']._serialized_start=2026
+  _globals['_PROTOCOL']._serialized_end=2152
+  _globals['_ERRORKIND']._serialized_start=2155
+  _globals['_ERRORKIND']._serialized_end=2526
   _globals['_PRICE']._serialized_start=60
   _globals['_PRICE']._serialized_end=240
   _globals['_MODEL']._serialized_start=243
   _globals['_MODEL']._serialized_end=439
   _globals['_ROUTEREQUEST']._serialized_start=442
-  _globals['_ROUTEREQUEST']._serialized_end=690
-  _globals['_ROUTEREQUEST_HEADERSENTRY']._serialized_start=644
-  _globals['_ROUTEREQUEST_HEADERSENTRY']._serialized_end=690
-  _globals['_HEAD']._serialized_start=693
-  _globals['_HEAD']._serialized_end=848
-  _globals['_HEAD_HEADERSENTRY']._serialized_start=644
-  _globals['_HEAD_HEADERSENTRY']._serialized_end=690
-  _globals['_USAGE']._serialized_start=851
-  _globals['_USAGE']._serialized_end=1269
-  _globals['_ROUTEERROR']._serialized_start=1272
-  _globals['_ROUTEERROR']._serialized_end=1426
-  _globals['_ROUTERESPONSE']._serialized_start=1429
-  _globals['_ROUTERESPONSE']._serialized_end=1611
-  _globals['_LISTMODELSREQUEST']._serialized_start=1613
-  _globals['_LISTMODELSREQUEST']._serialized_end=1632
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1634
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1699
-  _globals['_COUNTTOKENSREQUEST']._serialized_start=1701
-  _globals['_COUNTTOKENSREQUEST']._serialized_end=1805
-  _globals['_COUNTTOKENSRESPONSE']._serialized_start=1807
-  _globals['_COUNTTOKENSRESPONSE']._serialized_end=1899
-  _globals['_ROUTERSERVICE']._serialized_start=2404
-  _globals['_ROUTERSERVICE']._serialized_end=2700
+  _globals['_ROUTEREQUEST']._serialized_end=715
+  _globals['_ROUTEREQUEST_HEADERSENTRY']._serialized_start=669
+  _globals['_ROUTEREQUEST_HEADERSENTRY']._serialized_end=715
+  _globals['_HEAD']._serialized_start=718
+  _globals['_HEAD']._serialized_end=873
+  _globals['_HEAD_HEADERSENTRY']._serialized_start=669
+  _globals['_HEAD_HEADERSENTRY']._serialized_end=715
+  _globals['_USAGE']._serialized_start=876
+  _globals['_USAGE']._serialized_end=1294
+  _globals['_ROUTEERROR']._serialized_start=1297
+  _globals['_ROUTEERROR']._serialized_end=1451
+  _globals['_ROUTERESPONSE']._serialized_start=1454
+  _globals['_ROUTERESPONSE']._serialized_end=1736
+  _globals['_LISTMODELSREQUEST']._serialized_start=1738
+  _globals['_LISTMODELSREQUEST']._serialized_end=1757
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1759
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1824
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=1826
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=1930
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=1932
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=2024
+  _globals['_ROUTERSERVICE']._serialized_start=2529
+  _globals['_ROUTERSERVICE']._serialized_end=2825
 # @@protoc_insertion_point(module_scope)

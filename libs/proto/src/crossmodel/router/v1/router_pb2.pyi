@@ -206,12 +206,18 @@ class RouteRequest(_message.Message):
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
+    COALESCE_FRAMES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     protocol: Global___Protocol.ValueType
     body: _builtins.bytes
     """the raw client body, untouched by the edge"""
     account_id: _builtins.str
     key_id: _builtins.str
+    coalesce_frames: _builtins.bool
+    """The caller reads RouteResponse.lead_head and .trailing_usage: the router may then send the
+    head with the first chunk and, for a complete (non-SSE) answer, the usage with its last
+    chunk, in one message instead of three. Callers that do not set it get separate frames.
+    """
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """client headers the protocol defines (anthropic-version, anthropic-beta)"""
@@ -225,10 +231,11 @@ class RouteRequest(_message.Message):
         account_id: _builtins.str = ...,
         key_id: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        coalesce_frames: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "body", b"body", "headers", b"headers", "key_id", b"key_id", "protocol", b"protocol", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "body", b"body", "coalesce_frames", b"coalesce_frames", "headers", b"headers", "key_id", b"key_id", "protocol", b"protocol", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,6 +413,8 @@ class RouteResponse(_message.Message):
     CHUNK_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    LEAD_HEAD_FIELD_NUMBER: _builtins.int
+    TRAILING_USAGE_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """bytes rendered in the client's protocol"""
     @_builtins.property
@@ -414,6 +423,14 @@ class RouteResponse(_message.Message):
     def usage(self) -> Global___Usage: ...
     @_builtins.property
     def error(self) -> Global___RouteError: ...
+    @_builtins.property
+    def lead_head(self) -> Global___Head:
+        """Only when RouteRequest.coalesce_frames: the Head that precedes this frame's chunk, and the
+        Usage that follows it. Read in that order: lead_head, frame, trailing_usage.
+        """
+
+    @_builtins.property
+    def trailing_usage(self) -> Global___Usage: ...
     def __init__(
         self,
         *,
@@ -421,10 +438,12 @@ class RouteResponse(_message.Message):
         chunk: _builtins.bytes = ...,
         usage: Global___Usage | None = ...,
         error: Global___RouteError | None = ...,
+        lead_head: Global___Head | None = ...,
+        trailing_usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "frame", b"frame", "head", b"head", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "frame", b"frame", "head", b"head", "lead_head", b"lead_head", "trailing_usage", b"trailing_usage", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "frame", b"frame", "head", b"head", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "frame", b"frame", "head", b"head", "lead_head", b"lead_head", "trailing_usage", b"trailing_usage", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["head", "chunk", "usage", "error"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
