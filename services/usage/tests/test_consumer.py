@@ -172,13 +172,22 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
 
 
 async def test_the_consumer_starts_once_the_broker_becomes_reachable(
-    repository: UsageRepository, tmp_path: Path, make_event: MakeEvent
+    repository: UsageRepository, tmp_path: Path, make_event: MakeEvent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
     consumer = make_consumer(f"127.0.0.1:{port}", "usage.v1.late", "usage.v1.late.dlq", repository)
+    attempts = 0
+    start = consumer.start
+
+    async def counted_start() -> None:
+        nonlocal attempts
+        attempts += 1
+        await start()
+
+    monkeypatch.setattr(consumer, "start", counted_start)
     starting = asyncio.create_task(start_when_reachable(consumer, retry_seconds=0.1))
     try:
-        await asyncio.sleep(0.3)
+        await eventually(lambda: attempts >= 3, what="three attempts to reach the absent broker")
         assert not starting.done()
         with TansuBroker(port=port) as late:
             admin = AIOKafkaAdminClient(bootstrap_servers=late.bootstrap)
