@@ -13,6 +13,8 @@ import pytest
 from crossmodel.auth.v1 import auth_pb2
 from crossmodel.events.v1 import usage_event_pb2 as ev
 from crossmodel_common.money import Prices, worst_case_micros
+from crossmodel_edge.middleware import EdgeMiddleware
+from crossmodel_edge.routes import inference
 from crossmodel_protocols.sse import SSEDecoder
 
 from .conftest import (
@@ -575,3 +577,11 @@ def test_decisions_cover_every_refusal() -> None:
         "DECISION_SPEND_CAP_EXCEEDED": 402,
         "DECISION_ACCOUNT_DISABLED": 403,
     }
+
+
+async def test_inference_endpoints_are_called_by_the_middleware_directly(stack: Stack) -> None:
+    (middleware,) = [m for m in stack.edge.app.user_middleware if m.cls is EdgeMiddleware]
+    direct = middleware.kwargs["direct"]
+    assert set(direct) == inference.DIRECT_PATHS
+    assert direct["/v1/chat/completions"].endpoint is inference.chat_completions
+    assert direct["/v1/messages"].route.path == "/v1/messages"

@@ -74,9 +74,10 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (inference, catalog, account, health, admin):
         app.include_router(module.router)
     app.include_router(console_router)
+    # From the router itself: the app lists an included router as one entry, not its routes.
     direct = {
         route.path: DirectRoute(route.endpoint, route)
-        for route in app.routes
+        for route in inference.router.routes
         if isinstance(route, APIRoute) and route.path in inference.DIRECT_PATHS and route.methods == {"POST"}
     }
     app.add_middleware(EdgeMiddleware, direct=direct)
