@@ -4,7 +4,6 @@ Apache Kafka."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib.resources
 import signal
@@ -24,9 +23,16 @@ def tansu_binary() -> Path:
     return path
 
 
+# Resolved once in the parent: a preexec_fn runs between fork and exec, where looking a symbol
+# up (dlopen takes the loader's lock) can deadlock if another thread, such as one of gRPC's,
+# held that lock when the process forked.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _set_parent_death_signal() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def die_with_parent() -> Callable[[], None] | None:
