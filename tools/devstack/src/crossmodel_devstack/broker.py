@@ -4,14 +4,14 @@ Apache Kafka."""
 
 from __future__ import annotations
 
-import ctypes
 import importlib.resources
-import signal
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -23,23 +23,30 @@ def tansu_binary() -> Path:
     return path
 
 
-# Resolved once in the parent: a preexec_fn runs between fork and exec, where looking a symbol
-# up (dlopen takes the loader's lock) can deadlock if another thread, such as one of gRPC's,
-# held that lock when the process forked.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
+# Sets PR_SET_PDEATHSIG, checks the parent is still the one that started it, then execs the
+# command in place (so the Popen pid is the command's). This runs in the new process instead of
+# a preexec_fn: a preexec_fn forces a plain fork() and runs Python between fork and exec, where
+# gRPC's at-fork handlers and locks held by other threads have aborted or hung children.
+_PDEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
-def _set_parent_death_signal() -> None:
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that has the child SIGTERMed when the thread that started it dies, even
-    by SIGKILL (Linux PR_SET_PDEATHSIG), so that no server outlives the dev stack or a test run.
-    Start such children from the main thread: the signal follows the starting thread."""
-    return _set_parent_death_signal if sys.platform == "linux" else None
+def die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` wrapped so that the process is SIGTERMed when the thread that started it dies,
+    even by SIGKILL (Linux PR_SET_PDEATHSIG), so that no server outlives the dev stack or a test
+    run. Start such children from a thread that lives as long as they should: the signal
+    follows the starting thread. Elsewhere than Linux, `argv` unchanged."""
+    if sys.platform != "linux":
+        return list(argv)
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *argv]
+    return [sys.executable, "-c", _PDEATHSIG_EXEC, str(os.getpid()), *argv]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,20 +84,21 @@ class TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            die_with_parent(
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ]
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
         if not isinstance(out, int):
             out.close()  # the child has its own copy

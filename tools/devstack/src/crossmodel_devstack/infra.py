@@ -249,26 +249,27 @@ def _embedded_redis(data_dir: Path, *, persist: bool) -> Server:
     save = ["--save", "60", "1"] if persist else ["--save", ""]
     log = data_dir / "redis-server.log"
     proc = subprocess.Popen(
-        [
-            str(redis_server_binary()),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--daemonize",
-            "no",
-            "--appendonly",
-            "no",
-            *save,
-            "--logfile",
-            str(log),
-        ],
+        die_with_parent(
+            [
+                str(redis_server_binary()),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data_dir),
+                "--daemonize",
+                "no",
+                "--appendonly",
+                "no",
+                *save,
+                "--logfile",
+                str(log),
+            ]
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=die_with_parent(),
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=15)

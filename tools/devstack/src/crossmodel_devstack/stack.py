@@ -153,13 +153,12 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - owned until stop()
         self.popen = subprocess.Popen(
-            self.argv,
+            die_with_parent(self.argv),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),
         )
 
     @property
