@@ -66,7 +66,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
 from crossmodel_protocols.estimate import estimate_input_tokens
 from crossmodel_protocols.sse import SSEDecoder, encode_event
 
@@ -1321,12 +1321,7 @@ class AnthropicProvider:
         )
 
     def parse_response(self, body: bytes) -> Response:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
+        data = upstream_json_object(body)
         return parse_message(data)
 
     def stream_parser(self) -> AnthropicStreamParser:

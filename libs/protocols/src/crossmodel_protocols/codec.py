@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from typing import Protocol as TypingProtocol
+
+import orjson
 
 from crossmodel_protocols.canonical import (
     ErrorKind,
@@ -27,6 +30,7 @@ from crossmodel_protocols.canonical import (
     Request,
     Response,
     StreamEvent,
+    UpstreamProtocolError,
 )
 
 
@@ -110,3 +114,14 @@ class ProviderCodec(TypingProtocol):
     def stream_parser(self) -> StreamParser: ...
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError: ...
+
+
+def upstream_json_object(body: bytes) -> dict[str, Any]:
+    """A non-streamed upstream answer as a JSON object, or UpstreamProtocolError."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError("upstream response is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError("upstream response is not a JSON object")
+    return data

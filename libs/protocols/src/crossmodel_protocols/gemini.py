@@ -60,7 +60,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
 from crossmodel_protocols.openai_chat import error_kind_for_status, parse_retry_after
 from crossmodel_protocols.sse import SSEDecoder
 
@@ -594,12 +594,7 @@ class GeminiProvider:
         return UpstreamRequest(f"/{API_VERSION}/models/{model}:generateContent", body, headers, False)
 
     def parse_response(self, body: bytes) -> Response:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
+        data = upstream_json_object(body)
         return parse_gemini_response(data)
 
     def stream_parser(self) -> GeminiStreamParser:

@@ -56,7 +56,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
 from crossmodel_protocols.sse import SSEDecoder, encode_data
 
 CONTENT_TYPE_JSON = "application/json"
@@ -1040,12 +1040,7 @@ class ChatProvider:
         return UpstreamRequest("/chat/completions", body, self.headers(api_key), request.stream)
 
     def parse_response(self, body: bytes) -> Response:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
+        data = upstream_json_object(body)
         return parse_chat_completion(data)
 
     def stream_parser(self) -> ChatStreamParser:
@@ -1161,12 +1156,7 @@ class ChatPassthrough:
 
 def passthrough_response(body: bytes, request: Request) -> tuple[bytes, Response]:
     """A non-stream upstream body for the client (public model id) plus what accounting needs."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise UpstreamProtocolError("upstream response is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamProtocolError("upstream response is not a JSON object")
+    data = upstream_json_object(body)
     parsed = parse_chat_completion(data)
     data["model"] = request.model
     return orjson.dumps(data), parsed

@@ -61,7 +61,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
 from crossmodel_protocols.errors import ApiError, error_type_for, render_stream_error
 from crossmodel_protocols.openai_chat import (
     ChatProvider,
@@ -1474,12 +1474,7 @@ class ResponsesProvider:
         return UpstreamRequest("/responses", body, headers, request.stream)
 
     def parse_response(self, body: bytes) -> Response:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
+        data = upstream_json_object(body)
         return parse_responses_response(data)
 
     def stream_parser(self) -> ResponsesStreamParser:
@@ -1540,12 +1535,7 @@ class OpenAIProvider(ChatProvider):
         return super().build_request(request, upstream_model, api_key)
 
     def parse_response(self, body: bytes) -> Response:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
+        data = upstream_json_object(body)
         if data.get("object") == "response":
             return parse_responses_response(data)
         return parse_chat_completion(data)
