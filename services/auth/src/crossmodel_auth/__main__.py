@@ -12,7 +12,6 @@ import grpc
 import uvloop
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +30,7 @@ from crossmodel_auth.domain.admission import Admission
 from crossmodel_auth.domain.console import ConsolePolicy, ConsoleUsers
 from crossmodel_auth.domain.directory import Directory
 from crossmodel_auth.domain.keycache import KeyCache
+from crossmodel_common.config import load_settings
 from crossmodel_common.db import make_engine, run_migrations
 from crossmodel_common.grpcio import GrpcServer, channel, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
@@ -125,13 +125,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
-    except ValidationError as exc:
-        problems = ", ".join(
-            f"CROSSMODEL_AUTH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        sys.exit(f"auth: cannot start, settings missing or invalid: {problems}")
+    settings = load_settings(Settings, "auth")
     setup_logging("auth", settings.log_level)
     if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)

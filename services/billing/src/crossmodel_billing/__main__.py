@@ -12,7 +12,6 @@ from pathlib import Path
 
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +23,7 @@ from crossmodel_billing.consumer import ChargeBatch, make_consumer
 from crossmodel_billing.domain.billing import Billing
 from crossmodel_billing.server import SERVICE_NAME, BillingServicer
 from crossmodel_common.balance_state import BalanceState
+from crossmodel_common.config import load_settings
 from crossmodel_common.db import make_engine, run_migrations
 from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
 from crossmodel_common.kafka import IdempotentConsumer
@@ -115,14 +115,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = Settings()  # type: ignore[call-arg]  # required fields come from the environment
-    except ValidationError as exc:
-        problems = ", ".join(
-            f"CROSSMODEL_BILLING_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        sys.exit(f"billing: cannot start, settings missing or invalid: {problems}")
+    settings = load_settings(Settings, "billing")
     setup_logging("billing", settings.log_level)
     if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)

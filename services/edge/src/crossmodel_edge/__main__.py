@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import ValidationError
 
+from crossmodel_common.config import load_settings
 from crossmodel_common.logging import setup_logging
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
 from crossmodel_edge.app import create_app
 from crossmodel_edge.config import Settings
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()  # type: ignore[call-arg]
-    except ValidationError as exc:
-        names = ", ".join(
-            "CROSSMODEL_EDGE_"
-            + str(e["loc"][0]).upper()
-            + (" (missing)" if e["type"] == "missing" else f": {e['msg']}")
-            for e in exc.errors()
-        )
-        sys.exit(f"crossmodel-edge: invalid settings: {names}")
 
 
 def server_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
@@ -46,7 +32,7 @@ def server_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings(Settings, "edge")
     setup_logging("edge", settings.log_level)
     setup_telemetry("edge")
     try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import uvloop
 
 from crossmodel.router.v1 import router_pb2, router_pb2_grpc
+from crossmodel_common.config import load_settings
 from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
@@ -86,7 +87,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings, "router")
     setup_logging("router", settings.log_level)
     setup_telemetry("router")
     try:

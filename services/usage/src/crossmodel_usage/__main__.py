@@ -8,9 +8,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from crossmodel.usage.v1 import usage_pb2_grpc
+from crossmodel_common.config import load_settings
 from crossmodel_common.db import run_migrations
 from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
@@ -57,17 +56,8 @@ async def serve(settings: Settings) -> None:
         shutdown_telemetry()
 
 
-def load_settings() -> Settings:
-    try:
-        return Settings()  # type: ignore[call-arg]  # the required fields come from the environment
-    except ValidationError as exc:
-        prefix = Settings.model_config.get("env_prefix", "")
-        names = sorted({prefix + str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
-        sys.exit(f"crossmodel-usage: missing or invalid settings: {', '.join(names)}\n{exc}")
-
-
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings(Settings, "usage")
     setup_logging("usage", settings.log_level)
     if sys.argv[1:] == ["migrate"]:
         run_migrations(MIGRATIONS, settings.database_url)
