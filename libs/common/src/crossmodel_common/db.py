@@ -3,8 +3,11 @@ Alembic runner for `python -m crossmodel_<service> migrate`."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
@@ -34,3 +37,48 @@ def run_migrations(script_location: Path, url: str) -> None:
     cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+# Any fixed number: concurrent `migrate` runs (two deploys at once) queue on it instead of racing.
+_MIGRATION_LOCK = 7_305_454_201
+
+
+def _upgrade(connection: Connection, metadata: MetaData | None) -> None:
+    from alembic import context
+
+    connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+    connection.commit()
+    try:
+        # Every pending migration in one transaction: PostgreSQL DDL is transactional, so a
+        # failed upgrade leaves the schema as it was.
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+        connection.commit()
+
+
+async def _migrate(url: str, metadata: MetaData | None) -> None:
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_upgrade, metadata)
+    finally:
+        await engine.dispose()
+
+
+def alembic_env(metadata: MetaData | None = None) -> None:
+    """The body of every service's migrations/env.py: run the pending migrations over the
+    async engine named by the Alembic config's sqlalchemy.url (set by run_migrations)."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not set")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(_migrate(url, metadata))
