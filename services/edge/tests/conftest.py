@@ -253,6 +253,9 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
         self.list_calls = 0
         self.cancelled: list[str] = []
         self.slow_started = asyncio.Event()
+        # "hold-after-answer": the call stays open after its complete answer until this is set.
+        self.release = asyncio.Event()
+        self.finished: list[str] = []
 
     async def ListModels(
         self, request: router_pb2.ListModelsRequest, context: Any
@@ -303,6 +306,9 @@ class FakeRouter(router_pb2_grpc.RouterServiceServicer):
                 if packed:
                     first.trailing_usage.CopyFrom(usage_frame().usage)
                     yield first
+                    if marker == "hold-after-answer":
+                        await self.release.wait()
+                        self.finished.append(request.request_id)
                     return
                 yield first
                 yield usage_frame()

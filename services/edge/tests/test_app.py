@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from crossmodel.auth.v1 import auth_pb2
 from crossmodel.events.v1 import usage_event_pb2 as ev
@@ -163,6 +166,39 @@ async def test_separate_head_chunk_and_usage_frames_give_the_same_answer(stack: 
         )
     assert answers[0] == answers[1]
     assert answers[0][0] == (b"".join(STREAM_CHUNKS) if stream else COMPLETION)
+
+
+async def test_a_complete_answer_is_sent_without_waiting_for_the_end_of_the_call(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    """A non-streamed answer that came with its usage in one frame is the whole answer: the
+    client gets it before the router's call has ended, and the call still ends normally (not
+    cancelled, its CLIENT span OK) and is billed once."""
+    router = stack.backends.router
+    router.release.clear()
+    resp = await post(stack, orjson.dumps(chat("hold-after-answer")), bearer(GOOD_KEY))
+    rid = request_id(resp)
+    assert resp.status_code == 200
+    assert resp.content == COMPLETION
+    assert rid not in router.finished, "the router's call was still open when the client had the answer"
+    router.release.set()
+    await eventually(lambda: rid in router.finished)
+    event, _, _ = await one_event(stack, rid)
+    assert event.status == ev.REQUEST_STATUS_SUCCEEDED
+    assert (event.input_tokens, event.output_tokens) == (IN_TOKENS, OUT_TOKENS)
+
+    def route_client_spans() -> list[Any]:
+        return [
+            s
+            for s in spans.get_finished_spans()
+            if s.kind is SpanKind.CLIENT
+            and s.name.endswith("RouterService/Route")
+            and (s.attributes or {}).get("crossmodel.request_id") == rid
+        ]
+
+    await eventually(lambda: len(route_client_spans()) == 1)
+    assert (route_client_spans()[0].attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.OK.value[0]
+    assert rid not in router.cancelled
 
 
 async def test_stream_passes_the_router_chunks_through_byte_for_byte(stack: Stack) -> None:

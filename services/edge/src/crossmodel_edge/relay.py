@@ -373,10 +373,14 @@ class Relay:
         head: router_pb2.Head | None = None
         first: bytes | None = None
         try:
-            head, first = await self._until_first_chunk(call, x)
+            head, first, complete = await self._until_first_chunk(call, x)
             parts = [first] if first is not None else []
             stream = first is not None and _is_sse(head, x.stream)
-            if first is not None and not stream:
+            if complete and not stream:
+                # A complete answer with its usage in one frame (RouteRequest.coalesce_frames):
+                # nothing follows but the call's OK status. The client need not wait for it.
+                _until_done(call)
+            elif first is not None and not stream:
                 # A complete JSON answer: take the rest (normally only the usage frame) so the
                 # client gets a Content-Length and a failure can still change the status.
                 while (frame := await self.next_frame(call, x)) is not None:
@@ -448,7 +452,9 @@ class Relay:
 
     async def _until_first_chunk(
         self, call: grpc.aio.UnaryStreamCall[router_pb2.RouteRequest, router_pb2.RouteResponse], x: Exchange
-    ) -> tuple[router_pb2.Head | None, bytes | None]:
+    ) -> tuple[router_pb2.Head | None, bytes | None, bool]:
+        """The head and the first chunk, and whether that chunk came with the usage (then it is
+        the whole answer)."""
         head: router_pb2.Head | None = None
         while (frame := await self.next_frame(call, x)) is not None:
             kind = frame.WhichOneof("frame")
@@ -457,9 +463,10 @@ class Relay:
                 # answer, the usage arrive with the chunk.
                 if frame.HasField("lead_head"):
                     head = frame.lead_head
-                if frame.HasField("trailing_usage"):
+                complete = frame.HasField("trailing_usage")
+                if complete:
                     x.usage = frame.trailing_usage
-                return head, frame.chunk
+                return head, frame.chunk, complete
             if kind == "head":
                 head = frame.head
             elif kind == "usage":
@@ -467,7 +474,7 @@ class Relay:
             elif kind == "error":
                 await self._drain_usage(call, x)
                 raise RouteFailed(route_failure(frame.error))
-        return head, None
+        return head, None, False
 
     async def _drain_usage(
         self, call: grpc.aio.UnaryStreamCall[router_pb2.RouteRequest, router_pb2.RouteResponse], x: Exchange
@@ -527,6 +534,16 @@ class Relay:
                 actual_tokens=event.input_tokens + event.output_tokens,
             )
             self.background.spawn(self.backends.auth.Settle(settle, timeout=self.auth_timeout), "auth.Settle")
+
+
+# Calls whose answer was complete before their status arrived: held until they end, since
+# grpc.aio cancels a call that is garbage-collected unfinished.
+_finishing: set[grpc.aio.Call] = set()
+
+
+def _until_done(call: grpc.aio.Call) -> None:
+    _finishing.add(call)
+    call.add_done_callback(_finishing.discard)
 
 
 def _is_sse(head: router_pb2.Head | None, requested: bool) -> bool:
