@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -22,6 +24,8 @@ from crossmodel_devstack.bench import (
     run_loadgen,
 )
 from crossmodel_devstack.broker import free_port
+from crossmodel_devstack.floor import floor_target
+from crossmodel_devstack.infra import find_redis
 from crossmodel_simulator.app import create_app
 
 HEADERS = {"authorization": "Bearer sk-simulator", "content-type": "application/json"}
@@ -110,3 +114,40 @@ def test_cpu_seconds_reads_live_processes_and_skips_gone_ones() -> None:
     cpu = cpu_seconds({"me": os.getpid(), "gone": 2**22 + 12345})
     assert set(cpu) == {"me"}
     assert cpu["me"] > 0
+
+
+async def test_the_floor_relays_the_upstream_answer_through_its_hops(simulator: str, tmp_path: Path) -> None:
+    """The floor's three processes (HTTP -> unary gRPC with a Redis script -> streaming gRPC ->
+    upstream) answer what the upstream answers, and the report shows its latency beside the
+    gateway's."""
+    redis = await find_redis(tmp_path, persist=False)
+    try:
+        direct = _target(simulator)
+        async with floor_target(direct.url, "sk-simulator", redis.url) as url:
+            floor = Target(url, HEADERS, direct.body, direct.stream_body)
+            [through_floor, straight] = await run_loadgen(
+                {"floor": floor, "direct": direct},
+                [
+                    {"target": "floor", "kind": "request", "requests": 5, "concurrency": 2},
+                    {"target": "direct", "kind": "request", "requests": 5, "concurrency": 2},
+                ],
+            )
+            assert (through_floor.ok, through_floor.errors) == (5, 0), through_floor.first_error
+            assert straight.ok == 5
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, data=direct.body, headers=HEADERS) as resp:
+                    via_floor = await resp.json()
+                async with http.post(direct.url, data=direct.body, headers=HEADERS) as resp:
+                    upstream = await resp.json()
+            # The simulator's answers are deterministic but for their ids and timestamps.
+            for answer in (via_floor, upstream):
+                answer.pop("id")
+                answer.pop("created")
+            assert via_floor == upstream
+            report = await compare(direct, direct, requests=4, concurrency=2, warmup=False, floor=floor)
+    finally:
+        redis.stop()
+    assert report.floor is not None
+    assert (report.floor.ok, report.floor.errors) == (4, 0)
+    assert "floor = the same hops with no work in them" in report.table()
+    assert report.as_json()["floor"]["ok"] == 4

@@ -278,6 +278,8 @@ class Report:
     concurrency: int
     cores: int
     usage_drain_s: float | None = None  # after the load, until billing and usage consumed it all
+    # The same hops with no work in them (crossmodel_devstack.floor), at concurrency 1.
+    floor: Timings | None = None
     # Per target of the throughput phase: CPU ms each process spent per request (the CPU of the
     # load generator's run, over the requests it made, priming ones included).
     cpu_ms_per_request: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -311,6 +313,8 @@ class Report:
             for side, t in (("direct", c.direct), ("gateway", c.gateway)):
                 if t.errors:
                     out.append(f"{name} {side}: {t.errors} failed requests, first: {t.first_error}")
+        if self.floor is not None and self.floor.errors:
+            out.append(f"latency floor: {self.floor.errors} failed requests, first: {self.floor.first_error}")
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -342,6 +346,9 @@ class Report:
             "cpu_ms_per_request": {
                 k: {p: round(ms, 3) for p, ms in v.items()} for k, v in self.cpu_ms_per_request.items()
             },
+            "floor": None
+            if self.floor is None
+            else {**side(self.floor), "added_p50_ms": round(self.floor.p50 - self.latency.direct.p50, 3)},
             "usage_drain_s": None if self.usage_drain_s is None else round(self.usage_drain_s, 2),
             "errors": self.errors(),
             "notes": self.notes,
@@ -377,6 +384,7 @@ class Report:
             rule,
             "  gateway = edge -> auth -> router -> simulator; usage events to Kafka, billing and usage "
             f"consume them{drained}.",
+            *self._floor_lines(),
             f"  {self.cores} cores shared by the load generator, the simulator and the five services:",
             "  compare ratios and added ms; absolute numbers depend on the machine.",
         ]
@@ -390,6 +398,16 @@ class Report:
         out += [f"  note: {n}" for n in self.notes]
         out += [f"  ERROR: {e}" for e in self.errors()]
         return "\n".join(out)
+
+    def _floor_lines(self) -> list[str]:
+        if self.floor is None:
+            return []
+        added = self.floor.p50 - self.latency.direct.p50
+        return [
+            f"  floor = the same hops with no work in them (HTTP server, a unary gRPC call running one Redis"
+            f" script, a server-streaming gRPC call POSTing upstream): latency p50 {self.floor.p50:.2f} ms,"
+            f" +{added:.2f} ms over direct.",
+        ]
 
 
 def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
@@ -414,13 +432,17 @@ async def compare(
     concurrency: int,
     warmup: bool = True,
     pids: Mapping[str, int] | None = None,
+    floor: Target | None = None,
 ) -> Report:
     """Warm both targets up, then measure each phase direct first, then through the gateway.
     Throughput goes last: its burst of usage events must not be consumed during the c=1 phases.
     Each measured phase runs in its own load-generator process, after a short unmeasured prime
     of its connections; `pids` (name -> process) are sampled around the throughput phases for
-    the CPU each request costs each process."""
+    the CPU each request costs each process. `floor` (crossmodel_devstack.floor) is measured in
+    the latency phase only, after the other two."""
     targets = {"direct": direct, "gateway": gateway}
+    if floor is not None:
+        targets["floor"] = floor
     if warmup:
         await run_loadgen(
             targets,
@@ -428,6 +450,7 @@ async def compare(
                 {"target": name, "kind": kind, "requests": n, "concurrency": c}
                 for name in targets
                 for kind, n, c in (("request", WARMUP_REQUESTS, 8), ("stream", WARMUP_STREAMS, 4))
+                if name != "floor" or kind == "request"
             ],
         )
     results: dict[tuple[str, str], Timings] = {}
@@ -438,6 +461,8 @@ async def compare(
         ("throughput", "request", 2 * requests, concurrency),
     ):
         for name in targets:
+            if name == "floor" and phase != "latency":
+                continue
             prime = {"target": name, "kind": kind, "requests": 2 * c, "concurrency": c}
             measured = {"target": name, "kind": kind, "requests": n, "concurrency": c}
             before = cpu_seconds(pids or {})
@@ -458,6 +483,7 @@ async def compare(
         concurrency=concurrency,
         cores=os.cpu_count() or 0,
         cpu_ms_per_request=cpu,
+        floor=results.get(("latency", "floor")),
     )
 
 
@@ -549,10 +575,18 @@ async def bench(state_dir: Path, *, requests: int, concurrency: int, quiet: bool
         if not quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    async with bench_stack(state_dir, say) as b:
+    from crossmodel_devstack.floor import floor_target
+
+    async with (
+        bench_stack(state_dir, say) as b,
+        floor_target(b.direct.url, SIMULATOR_KEY, b.harness.infra.redis.url) as floor_url,
+    ):
+        floor = Target(floor_url, b.direct.headers, b.direct.body, b.direct.stream_body)
         load_before = _loadavg()
         say(f"Measuring ({requests} requests per phase, concurrency 1 and {concurrency})…")
-        report = await compare(b.direct, b.gateway, requests=requests, concurrency=concurrency, pids=b.pids)
+        report = await compare(
+            b.direct, b.gateway, requests=requests, concurrency=concurrency, pids=b.pids, floor=floor
+        )
         # Other work on the machine takes cores from the hops; the figures are only as quiet
         # as the machine was.
         report.notes.append(
