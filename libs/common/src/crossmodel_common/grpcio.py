@@ -1,16 +1,19 @@
-"""gRPC plumbing shared by every service: tracing and request-id interceptors, a server with
-health checking, reflection and graceful shutdown, and client channels with default deadlines.
+"""gRPC plumbing shared by every service: tracing and request-id propagation on both sides of
+a call, a server with health checking, reflection and graceful shutdown, and client channels
+with default deadlines.
 
-The interceptors are ours rather than opentelemetry-instrumentation-grpc's because every span
-must carry the request id, which has to be bound from metadata inside the server span, and the
-grpc.aio instrumentation offers no hook there; they also cost less on the hot path.
+The tracing is ours rather than opentelemetry-instrumentation-grpc's because every span must
+carry the request id, which has to be bound from metadata inside the server span, and the
+grpc.aio instrumentation offers no hook there. Neither side uses grpc.aio interceptors, which
+cost a task or an await per call: servers wrap each method handler once when it is registered,
+clients go through a thin channel wrapper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, cast
 
 import grpc
@@ -43,86 +46,119 @@ def _span_attributes(method: str) -> dict[str, str]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
-class _ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Continue the caller's trace, bind x-request-id, and record one SERVER span per call."""
+def _traced_handler(method: str, handler: Any) -> Any:
+    """`handler` with what every call of `method` gets: the caller's trace continued, x-request-id
+    bound from the metadata, and one SERVER span. Built once per method at registration (see
+    `_TracedServer`), not per call as a grpc.aio interceptor would."""
+    name = method.lstrip("/")
+    attributes = _span_attributes(method)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler: Any = await continuation(handler_call_details)
+    def start(context: Any) -> tuple[Any, Any, Any]:
+        carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        token = bind_request_id(carrier.get(REQUEST_ID_HEADER, ""))
+        span = _tracer.start_span(
+            name, context=propagate.extract(carrier), kind=SpanKind.SERVER, attributes=attributes
+        )
+        return token, span, trace.use_span(span, end_on_exit=False)
+
+    def finish(span: Any, exc: BaseException | None, context: Any) -> None:
+        # The status the handler set (abort() sets it too); else what its end means to grpc.
+        code = context.code()
+        if code is None:
+            if exc is None:
+                code = grpc.StatusCode.OK
+            elif isinstance(exc, asyncio.CancelledError):
+                code = grpc.StatusCode.CANCELLED
+            else:
+                code = grpc.StatusCode.UNKNOWN
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        elif code is not grpc.StatusCode.OK:
+            span.set_status(Status(StatusCode.ERROR, str(code)))
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        span.end()
+
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: Any) -> Any:
+            token, span, use = start(context)
+            exc: BaseException | None = None
+            try:
+                with use:
+                    return await inner_uu(request, context)
+            except BaseException as e:
+                exc = e
+                raise
+            finally:
+                finish(span, exc, context)
+                reset_request_id(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            token, span, use = start(context)
+            exc: BaseException | None = None
+            try:
+                with use:
+                    async for item in inner_us(request, context):
+                        yield item
+            except BaseException as e:
+                exc = e
+                raise
+            finally:
+                finish(span, exc, context)
+                reset_request_id(token)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+class _TracedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers are traced, each wrapped on first use."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._wrapped: dict[str, Any] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
         method: str = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
-            return None if handler is None else cast("grpc.RpcMethodHandler[Any, Any]", handler)
-        carrier = {k: v for k, v in handler_call_details.invocation_metadata or () if isinstance(v, str)}
+        if method in self._wrapped:
+            return self._wrapped[method]
+        handler = self._inner.service(handler_call_details)
+        wrapped = None if handler is None else _traced_handler(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
 
-        def start() -> tuple[Any, Any, Any]:
-            ctx = propagate.extract(carrier)
-            token = bind_request_id(carrier.get(REQUEST_ID_HEADER, ""))
-            span = _tracer.start_span(
-                method.lstrip("/"),
-                context=ctx,
-                kind=SpanKind.SERVER,
-                attributes=_span_attributes(method),
-            )
-            return token, span, trace.use_span(span, end_on_exit=False)
 
-        def finish(span: Any, exc: BaseException | None, context: Any) -> None:
-            code = context.code() if hasattr(context, "code") else None
-            if exc is not None and not isinstance(exc, asyncio.CancelledError):
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            elif code not in (None, grpc.StatusCode.OK):
-                span.set_status(Status(StatusCode.ERROR, str(code)))
-            if code is not None:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-            span.end()
+class _TracedServer:
+    """The grpc.aio server as a generated `add_*Servicer_to_server` sees it: every method handler
+    registered through it is traced (`_traced_handler`). Everything else is the server's own."""
 
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                token, span, use = start()
-                exc: BaseException | None = None
-                try:
-                    with use:
-                        return await inner_uu(request, context)
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    finish(span, exc, context)
-                    reset_request_id(token)
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_TracedGenericHandler(h) for h in handlers])
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self._server.add_registered_method_handlers(
+            service, {m: _traced_handler(f"/{service}/{m}", h) for m, h in handlers.items()}
+        )
 
-            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                token, span, use = start()
-                exc: BaseException | None = None
-                try:
-                    with use:
-                        async for item in inner_us(request, context):
-                            yield item
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    finish(span, exc, context)
-                    reset_request_id(token)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return cast("grpc.RpcMethodHandler[Any, Any]", handler)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
 def outgoing_metadata(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
@@ -286,32 +322,34 @@ class GrpcServer:
     health NOT_SERVING first, then drain in-flight calls, then stop."""
 
     def __init__(self, address: str, service_names: Sequence[str], *, grace: float = 10.0) -> None:
-        self.server = grpc.aio.server(
-            interceptors=[_ServerInterceptor()],
+        self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
         )
+        # Health checks and reflection are not traced: registered on the server itself.
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.service_names = list(service_names)
         reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
         )
-        self.port = self.server.add_insecure_port(address)
+        # What services register their servicers on (`add_*Servicer_to_server(s, server.server)`).
+        self.server: grpc.aio.Server = cast(grpc.aio.Server, _TracedServer(self._server))
+        self.port = self._server.add_insecure_port(address)
         self.grace = grace
 
     async def start(self) -> None:
-        await self.server.start()
+        await self._server.start()
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self) -> None:
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(self.grace)
+        await self._server.stop(self.grace)
 
 
 async def wait_for_shutdown_signal() -> None:
