@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvloop
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -128,7 +129,9 @@ def main() -> None:
     setup_telemetry("billing")
     RedisInstrumentor().instrument()
     try:
-        asyncio.run(serve(settings))
+        # uvloop, as in every service: this consumer's per-event work is mostly the loop's own
+        # (Kafka fetches, PostgreSQL and Redis round trips); docs/performance.md.
+        uvloop.run(serve(settings))
     finally:
         shutdown_telemetry()
 
