@@ -406,7 +406,7 @@ class Report:
         return [
             f"  floor = the same hops with no work in them (HTTP server, a unary gRPC call running one Redis"
             f" script, a server-streaming gRPC call POSTing upstream): latency p50 {self.floor.p50:.2f} ms,"
-            f" +{added:.2f} ms over direct.",
+            f" +{added:.2f} ms over direct; p99 {self.floor.p99:.2f} ms.",
         ]
 
 
