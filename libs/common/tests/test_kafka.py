@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,29 @@ def test_spool_frames_round_trip_and_ignore_a_torn_tail() -> None:
     data = b"".join(_encode_frame(r) for r in recs)
     assert _decode_frames(data) == recs
     assert _decode_frames(data + _encode_frame(recs[0])[:-3]) == recs
+
+
+def test_a_spool_segment_and_its_name_are_durable_before_it_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The segment's bytes are synced, then its final name: the directory is synced after the
+    rename, or a power loss could leave only the temporary name, which no start replays."""
+    synced: list[tuple[bool, list[str]]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append((is_dir, sorted(p.name for p in tmp_path.iterdir())))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    records = [OutgoingRecord("usage.v1", b"acct", b"event", [("x-request-id", b"req_1")])]
+    path = SpooledProducer._write_segment(tmp_path / "00000000000000000007.spool", records)
+    assert synced == [
+        (False, ["00000000000000000007.tmp"]),
+        (True, ["00000000000000000007.spool"]),
+    ]
+    assert _decode_frames(path.read_bytes()) == records
 
 
 async def test_events_survive_a_broker_outage_through_the_spool(tmp_path: Path) -> None:

@@ -180,6 +180,13 @@ class SpooledProducer:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        # The rename is only durable once the directory is: without this, a power loss soon
+        # after could leave the segment under its temporary name, which no start replays.
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         return path
 
     async def _send_segment(self, path: Path, records: list[OutgoingRecord] | None) -> None:
