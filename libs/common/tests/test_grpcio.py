@@ -3,6 +3,7 @@ the caller's trace with the request id bound; health checks are not traced."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,7 +47,13 @@ async def _fail(request: bytes, context: Any) -> bytes:
 
 async def _stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
     yield b"one"
+    if request == b"hang":
+        await asyncio.sleep(60)
     yield current_request_id().encode()
+
+
+async def _broken(request: bytes, context: Any) -> bytes:
+    raise ValueError("a bug")
 
 
 @pytest.fixture
@@ -60,6 +67,7 @@ async def server() -> AsyncIterator[GrpcServer]:
                 {
                     "Unary": grpc.unary_unary_rpc_method_handler(_unary),
                     "Fail": grpc.unary_unary_rpc_method_handler(_fail),
+                    "Broken": grpc.unary_unary_rpc_method_handler(_broken),
                 },
             ),
         )
@@ -78,6 +86,16 @@ def _by(spans: InMemorySpanExporter, name: str, kind: SpanKind) -> list[Readable
     return [s for s in spans.get_finished_spans() if s.name == name and s.kind is kind]
 
 
+async def _ended(spans: InMemorySpanExporter, *names: str) -> None:
+    """A server span ends when its handler has returned, which can be just after the client has
+    the call's status (abort() sends it first): wait for them as a trace backend would."""
+    for _ in range(500):
+        if all(_by(spans, name, SpanKind.SERVER) for name in names):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no SERVER span for some of {names}")
+
+
 async def test_server_spans_continue_the_callers_trace_with_the_request_id(
     server: GrpcServer, spans: InMemorySpanExporter
 ) -> None:
@@ -93,6 +111,7 @@ async def test_server_spans_continue_the_callers_trace_with_the_request_id(
         await ch.close()
     assert failed.value.code() is grpc.StatusCode.NOT_FOUND
 
+    await _ended(spans, "t.Echo/Unary", "t.Reg/Stream", "t.Echo/Fail")
     for method in ("t.Echo/Unary", "t.Reg/Stream", "t.Echo/Fail"):
         [client] = _by(spans, method, SpanKind.CLIENT)
         [served] = _by(spans, method, SpanKind.SERVER)
@@ -119,3 +138,27 @@ async def test_health_checks_are_served_and_not_traced(
         answer = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="t.Echo"))
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
     assert not [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+async def test_a_failing_handler_and_a_cancelled_stream_end_their_spans_with_their_status(
+    server: GrpcServer, spans: InMemorySpanExporter
+) -> None:
+    ch = channel(f"127.0.0.1:{server.port}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as broken:
+            await ch.unary_unary("/t.Echo/Broken")(b"x")
+        call = ch.unary_stream("/t.Reg/Stream")(b"hang")
+        assert await call.read() == b"one"
+        call.cancel()
+        await _ended(spans, "t.Echo/Broken", "t.Reg/Stream")
+    finally:
+        await ch.close()
+    assert broken.value.code() is grpc.StatusCode.UNKNOWN
+    [failed] = _by(spans, "t.Echo/Broken", SpanKind.SERVER)
+    assert (failed.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"], "recorded once"
+    [cancelled] = _by(spans, "t.Reg/Stream", SpanKind.SERVER)
+    assert (cancelled.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.CANCELLED.value[0]
+    assert cancelled.status.status_code is StatusCode.ERROR
+    assert not cancelled.events, "a cancellation is not an exception"

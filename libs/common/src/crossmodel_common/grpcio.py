@@ -12,8 +12,9 @@ clients go through a thin channel wrapper.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import grpc
@@ -53,47 +54,33 @@ def _traced_handler(method: str, handler: Any) -> Any:
     name = method.lstrip("/")
     attributes = _span_attributes(method)
 
-    def start(context: Any) -> tuple[Any, Any, Any]:
+    @contextlib.contextmanager
+    def served(context: Any) -> Iterator[None]:
         carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         token = bind_request_id(carrier.get(REQUEST_ID_HEADER, ""))
         span = _tracer.start_span(
             name, context=propagate.extract(carrier), kind=SpanKind.SERVER, attributes=attributes
         )
-        return token, span, trace.use_span(span, end_on_exit=False)
-
-    def finish(span: Any, exc: BaseException | None, context: Any) -> None:
-        # The status the handler set (abort() sets it too); else what its end means to grpc.
-        code = context.code()
-        if code is None:
-            if exc is None:
-                code = grpc.StatusCode.OK
-            elif isinstance(exc, asyncio.CancelledError):
-                code = grpc.StatusCode.CANCELLED
-            else:
-                code = grpc.StatusCode.UNKNOWN
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        elif code is not grpc.StatusCode.OK:
-            span.set_status(Status(StatusCode.ERROR, str(code)))
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        span.end()
+        exc: BaseException | None = None
+        try:
+            # The exception is recorded once, below, with the call's status.
+            with trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                yield
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            _end_server_span(span, exc, context.code())
+            reset_request_id(token)
 
     if handler.unary_unary is not None:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: Any) -> Any:
-            token, span, use = start(context)
-            exc: BaseException | None = None
-            try:
-                with use:
-                    return await inner_uu(request, context)
-            except BaseException as e:
-                exc = e
-                raise
-            finally:
-                finish(span, exc, context)
-                reset_request_id(token)
+            with served(context):
+                return await inner_uu(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
@@ -104,18 +91,9 @@ def _traced_handler(method: str, handler: Any) -> Any:
         inner_us = handler.unary_stream
 
         async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            token, span, use = start(context)
-            exc: BaseException | None = None
-            try:
-                with use:
-                    async for item in inner_us(request, context):
-                        yield item
-            except BaseException as e:
-                exc = e
-                raise
-            finally:
-                finish(span, exc, context)
-                reset_request_id(token)
+            with served(context):
+                async for item in inner_us(request, context):
+                    yield item
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream,
@@ -123,6 +101,25 @@ def _traced_handler(method: str, handler: Any) -> Any:
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+def _end_server_span(span: Any, exc: BaseException | None, code: grpc.StatusCode | None) -> None:
+    # The status the handler set (abort() sets it too); else what its end means to grpc. A
+    # cancelled call ends its handler with CancelledError (or a stream's with GeneratorExit).
+    if code is None:
+        if exc is None:
+            code = grpc.StatusCode.OK
+        elif isinstance(exc, Exception):
+            code = grpc.StatusCode.UNKNOWN
+        else:
+            code = grpc.StatusCode.CANCELLED
+    if isinstance(exc, Exception):
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    elif code is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, str(code)))
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    span.end()
 
 
 class _TracedGenericHandler(grpc.GenericRpcHandler):
