@@ -24,7 +24,7 @@ from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledP
 from crossmodel_common.telemetry import RequestIdSpanProcessor
 from crossmodel_devstack.broker import TansuBroker, free_port
 from crossmodel_devstack.harness import eventually
-from crossmodel_usage.adapters.database import open_engine
+from crossmodel_usage.adapters.database import open_engines
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import request_log, usage_daily
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
@@ -237,8 +237,8 @@ async def test_the_database_write_is_part_of_the_requests_trace(
     spans: InMemorySpanExporter,
 ) -> None:
     topic, dlq = topics
-    engine = open_engine(database_url)
-    repository = UsageRepository(engine)
+    engine, writer = open_engines(database_url)
+    repository = UsageRepository(engine, writer=writer)
     consumer = make_consumer(broker.bootstrap, topic, dlq, repository, group=f"usage-{secrets.token_hex(4)}")
     producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
     await producer.start()
@@ -256,6 +256,7 @@ async def test_the_database_write_is_part_of_the_requests_trace(
     finally:
         await consumer.stop()
         await producer.stop()
+        await writer.dispose()
         await engine.dispose()
     in_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
     names = [s.name for s in in_trace]

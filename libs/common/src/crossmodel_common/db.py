@@ -11,12 +11,25 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    pre_ping: bool = True,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     """An asyncpg engine. `url` is `postgresql+asyncpg://…`; a plain `postgresql://` URL is
-    accepted and given the asyncpg driver."""
+    accepted and given the asyncpg driver. `pre_ping` checks each connection as it leaves the
+    pool (a round trip); `server_settings` are set on every new connection."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
+        connect_args={"server_settings": server_settings} if server_settings else {},
+    )
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

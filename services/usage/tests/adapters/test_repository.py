@@ -8,12 +8,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
+from crossmodel_usage.adapters.database import writer_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import metadata, request_log, usage_daily
 from crossmodel_usage.domain.queries import (
@@ -87,6 +90,37 @@ async def test_a_request_is_stored_once_and_counted_once(
         (account, record.day, "key_a", "openai/gpt-4o-mini", 1, 100, 20, 40, 0, 5, 27, 1)
     ]
     assert await repository.get_request(record.request_id) == record
+
+
+async def test_the_consumers_writes_go_through_the_writer_without_waiting_for_the_disk(
+    engine: AsyncEngine, database_url: str, account: str, make_event: MakeEvent
+) -> None:
+    """Non-durable writes use the writer engine: its connections commit without waiting for the
+    disk (make_durable flushes them), a redelivery still changes nothing, and a writer
+    connection that died fails one write and is replaced for the next (the consumer retries)."""
+    writer = writer_engine(database_url)
+    repository = UsageRepository(engine, writer=writer)
+    try:
+        async with writer.connect() as conn:
+            assert await conn.scalar(text("SHOW synchronous_commit")) == "off"
+            writer_pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SHOW synchronous_commit")) == "on"
+        first, second = _rec(make_event), _rec(make_event)
+        assert await repository.record(first, durable=False) is True
+        assert await repository.record(first, durable=False) is False
+        await repository.make_durable()
+        assert await _log_rows(engine, account) == 1
+
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid})
+        with pytest.raises(DBAPIError):
+            await repository.record(second, durable=False)
+        assert await repository.record(second, durable=False) is True
+        assert await _log_rows(engine, account) == 2
+        assert await repository.get_request(second.request_id) == second
+    finally:
+        await writer.dispose()
 
 
 async def test_concurrent_deliveries_of_one_request_count_once(

@@ -56,7 +56,6 @@ _COUNTERS = (
     "errors",
 )
 _TOTALS_FIELDS = tuple(f.name for f in dataclasses.fields(Totals))
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 _XACT_ID = text("SELECT pg_current_xact_id()")
 
 
@@ -149,8 +148,11 @@ _UNREACHABLE = (
 
 
 class UsageRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer: AsyncEngine | None = None) -> None:
+        """`engine` serves reads and durable writes; `writer` (default: `engine`) the writes that
+        need not be durable yet (adapters.database.open_writer)."""
         self._engine = engine
+        self._writer = writer or engine
 
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -167,13 +169,17 @@ class UsageRepository:
         One statement does both (the aggregate insert reads the log insert's RETURNING), so the
         two can never disagree, whatever is redelivered or runs concurrently.
 
-        With `durable=False` the commit does not wait for the disk: the write is atomic and
-        visible at once but may be lost if PostgreSQL crashes, until `make_durable()`."""
+        With `durable=False` the write is one statement in autocommit on the writer engine, and
+        its commit need not wait for the disk (it does not on open_writer's connections): atomic
+        and visible at once, but it may be lost if PostgreSQL crashes, until `make_durable()`."""
         try:
-            async with self._engine.begin() as conn:
-                if not durable:
-                    await conn.execute(_ASYNC_COMMIT)
-                result = await conn.execute(_RECORD, _record_params(record))
+            if durable:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(_RECORD, _record_params(record))
+                    return result.first() is not None
+            async with self._writer.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await auto.execute(_RECORD, _record_params(record))
                 return result.first() is not None
         except (DataError, IntegrityError) as exc:
             # The database refuses this record's values; retrying cannot help.
