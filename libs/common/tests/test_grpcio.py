@@ -131,6 +131,17 @@ async def test_server_spans_continue_the_callers_trace_with_the_request_id(
     assert current_request_id() == ""
 
 
+async def test_an_unknown_method_is_unimplemented_and_not_traced(
+    server: GrpcServer, spans: InMemorySpanExporter
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        for name in ("Nope", "Nope", "Other"):
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await ch.unary_unary(f"/t.Echo/{name}")(b"x")
+            assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert not [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
 async def test_health_checks_are_served_and_not_traced(
     server: GrpcServer, spans: InMemorySpanExporter
 ) -> None:

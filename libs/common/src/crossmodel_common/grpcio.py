@@ -131,11 +131,12 @@ class _TracedGenericHandler(grpc.GenericRpcHandler):
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
         method: str = handler_call_details.method
-        if method in self._wrapped:
-            return self._wrapped[method]
-        handler = self._inner.service(handler_call_details)
-        wrapped = None if handler is None else _traced_handler(method, handler)
-        self._wrapped[method] = wrapped
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None  # not cached: callers choose method names, and they are unbounded
+            wrapped = self._wrapped[method] = _traced_handler(method, handler)
         return wrapped
 
 
