@@ -205,6 +205,9 @@ class Relay:
         self.active = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        # Calls whose answer was complete before their status arrived: held until they end,
+        # since grpc.aio cancels a call that is garbage-collected unfinished.
+        self._finishing: set[grpc.aio.Call] = set()
 
     # -- before admission -----------------------------------------------------------------
 
@@ -379,7 +382,8 @@ class Relay:
             if complete and not stream:
                 # A complete answer with its usage in one frame (RouteRequest.coalesce_frames):
                 # nothing follows but the call's OK status. The client need not wait for it.
-                _until_done(call)
+                self._finishing.add(call)
+                call.add_done_callback(self._finishing.discard)
             elif first is not None and not stream:
                 # A complete JSON answer: take the rest (normally only the usage frame) so the
                 # client gets a Content-Length and a failure can still change the status.
@@ -534,16 +538,6 @@ class Relay:
                 actual_tokens=event.input_tokens + event.output_tokens,
             )
             self.background.spawn(self.backends.auth.Settle(settle, timeout=self.auth_timeout), "auth.Settle")
-
-
-# Calls whose answer was complete before their status arrived: held until they end, since
-# grpc.aio cancels a call that is garbage-collected unfinished.
-_finishing: set[grpc.aio.Call] = set()
-
-
-def _until_done(call: grpc.aio.Call) -> None:
-    _finishing.add(call)
-    call.add_done_callback(_finishing.discard)
 
 
 def _is_sse(head: router_pb2.Head | None, requested: bool) -> bool:
