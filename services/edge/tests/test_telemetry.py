@@ -43,7 +43,7 @@ async def test_request_spans_share_one_trace_with_the_kafka_headers(
     names = {(s.kind, s.name) for s in found}
     assert (SpanKind.CLIENT, "crossmodel.auth.v1.AuthService/Authorize") in names
     assert (SpanKind.CLIENT, "crossmodel.router.v1.RouterService/Route") in names
-    # The fake servicers run in this process behind the shared server interceptor.
+    # The fake servicers run in this process on the shared GrpcServer, which traces them.
     assert (SpanKind.SERVER, "crossmodel.router.v1.RouterService/Route") in names
     producer = next(s for s in found if s.kind is SpanKind.PRODUCER)
     _, headers, _ = stack.events.for_request(rid)[0]

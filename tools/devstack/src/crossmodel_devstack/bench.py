@@ -285,6 +285,11 @@ class Report:
     cpu_ms_per_request: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def floor_added_p50(self) -> float | None:
+        """What the hops alone add at p50: the floor's latency over the direct one."""
+        return None if self.floor is None else self.floor.p50 - self.latency.direct.p50
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per figure: direct, gateway, added (gateway - direct) and the ratio."""
 
@@ -347,8 +352,8 @@ class Report:
                 k: {p: round(ms, 3) for p, ms in v.items()} for k, v in self.cpu_ms_per_request.items()
             },
             "floor": None
-            if self.floor is None
-            else {**side(self.floor), "added_p50_ms": round(self.floor.p50 - self.latency.direct.p50, 3)},
+            if self.floor is None or self.floor_added_p50 is None
+            else {**side(self.floor), "added_p50_ms": round(self.floor_added_p50, 3)},
             "usage_drain_s": None if self.usage_drain_s is None else round(self.usage_drain_s, 2),
             "errors": self.errors(),
             "notes": self.notes,
@@ -400,9 +405,9 @@ class Report:
         return "\n".join(out)
 
     def _floor_lines(self) -> list[str]:
-        if self.floor is None:
+        added = self.floor_added_p50
+        if self.floor is None or added is None:
             return []
-        added = self.floor.p50 - self.latency.direct.p50
         return [
             f"  floor = the same hops with no work in them (HTTP server, a unary gRPC call running one Redis"
             f" script, a server-streaming gRPC call POSTing upstream): latency p50 {self.floor.p50:.2f} ms,"
