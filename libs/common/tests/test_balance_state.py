@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crossmodel_common.balance_state import AdmitCode, BalanceState, Publish, window_tokens_key
 from crossmodel_common.ids import new_id, new_request_id
+from crossmodel_common.resp import PipelinedRedis
 
 REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -25,9 +27,15 @@ async def redis() -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture
-async def state(redis: Redis) -> BalanceState:
-    return BalanceState(redis)
+@pytest.fixture(params=["redis-py", "pipelined"])
+async def state(redis: Redis, request: pytest.FixtureRequest) -> AsyncIterator[BalanceState]:
+    """Every behaviour of the scripts holds whichever connection admission runs on."""
+    if request.param == "redis-py":
+        yield BalanceState(redis)
+        return
+    pipelined = PipelinedRedis(REDIS_URL, timeout=5)
+    yield BalanceState(redis, pipelined=pipelined)
+    await pipelined.aclose()
 
 
 async def _account(state: BalanceState, balance: int, *keys: str) -> str:
@@ -278,3 +286,12 @@ async def test_publish_many_releases_and_publishes_in_one_round_trip(state: Bala
         snap = await state.account_state(account)
         assert (snap.balance_micros, snap.held_micros) == (balance, 0)
     assert await state.publish_many([]) == []
+
+
+async def test_admission_goes_through_the_pipelined_connection_when_there_is_one(redis: Redis) -> None:
+    # Everything else still reaches Redis through redis-py; only admission is sent to port 9.
+    nowhere = PipelinedRedis("redis://127.0.0.1:9/0", timeout=5)
+    state = BalanceState(redis, pipelined=nowhere)
+    account = await _account(state, 1_000_000, "k1")
+    with pytest.raises(RedisConnectionError):
+        await _admit(state, account, "k1")

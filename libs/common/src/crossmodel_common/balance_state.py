@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the result types are imported by pure domain code, which must not pull redis in
     from redis.asyncio import Redis
 
+    from crossmodel_common.resp import PipelinedRedis
+
 WINDOW_MS = 60_000
 DEFAULT_RESERVATION_TTL_MS = 15 * 60 * 1000
 
@@ -351,7 +353,8 @@ def _int(value: Any) -> int:
 
 
 class BalanceState:
-    """The scripts above bound to one Redis client."""
+    """The scripts above bound to one Redis client. With `pipelined` (a connection to the same
+    Redis), admission, the script on the request path, goes through it instead of redis-py."""
 
     def __init__(
         self,
@@ -359,8 +362,10 @@ class BalanceState:
         *,
         reservation_ttl_ms: int = DEFAULT_RESERVATION_TTL_MS,
         window_ms: int = WINDOW_MS,
+        pipelined: PipelinedRedis | None = None,
     ) -> None:
         self.redis = redis
+        self.pipelined = pipelined
         self.reservation_ttl_ms = reservation_ttl_ms
         self.window_ms = window_ms
         self._admit = redis.register_script(_ADMIT)
@@ -385,30 +390,32 @@ class BalanceState:
         """Check the key generation, RPM, TPM, spend cap and balance, and when all pass record
         the request in the key's window and reserve `reserve_micros` — atomically. Admitting the
         same request id again returns the first admission without counting it twice."""
-        raw = await self._admit(
-            keys=[
-                balance_key(account_id),
-                reservations_key(account_id),
-                reservation_expiry_key(account_id),
-                held_key(account_id),
-                key_generation_key(account_id),
-                key_spent_key(account_id),
-                window_key(account_id, key_id),
-                window_tokens_key(account_id, key_id),
-            ],
-            args=[
-                key_id,
-                generation,
-                request_id,
-                max(tokens, 0),
-                max(reserve_micros, 0),
-                max(rpm, 0),
-                max(tpm, 0),
-                max(spend_cap_micros, 0),
-                self.reservation_ttl_ms,
-                self.window_ms,
-            ],
-        )
+        keys = [
+            balance_key(account_id),
+            reservations_key(account_id),
+            reservation_expiry_key(account_id),
+            held_key(account_id),
+            key_generation_key(account_id),
+            key_spent_key(account_id),
+            window_key(account_id, key_id),
+            window_tokens_key(account_id, key_id),
+        ]
+        args: list[str | int] = [
+            key_id,
+            generation,
+            request_id,
+            max(tokens, 0),
+            max(reserve_micros, 0),
+            max(rpm, 0),
+            max(tpm, 0),
+            max(spend_cap_micros, 0),
+            self.reservation_ttl_ms,
+            self.window_ms,
+        ]
+        if self.pipelined is not None:
+            raw = await self.pipelined.evalsha(self._admit.sha, _ADMIT, keys, args)
+        else:
+            raw = await self._admit(keys=keys, args=args)
         values = [int(v) for v in raw]
         return AdmitResult(AdmitCode(values[0]), *values[1:])
 

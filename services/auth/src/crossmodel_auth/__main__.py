@@ -34,6 +34,7 @@ from crossmodel_common.config import load_settings
 from crossmodel_common.db import make_engine, run_migrations
 from crossmodel_common.grpcio import GrpcServer, channel, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
+from crossmodel_common.resp import PipelinedRedis
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,6 +48,7 @@ class Running:
     server: GrpcServer
     engine: AsyncEngine
     redis: Redis
+    pipelined: PipelinedRedis
     recorder: LastUsedRecorder
     billing: grpc.aio.Channel
     admission: Admission
@@ -57,6 +59,7 @@ class Running:
         await self.recorder.stop()
         await self.billing.close()
         await self.redis.aclose()
+        await self.pipelined.aclose()
         await self.engine.dispose()
 
 
@@ -82,8 +85,12 @@ async def start(settings: Settings) -> Running:
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
     )
+    # Admission's script, once per request, on its own pipelined connection (docs/performance.md).
+    pipelined = PipelinedRedis(settings.redis_url, timeout=settings.redis_timeout_seconds)
     repo = PostgresRepository(engine)
-    wallet = RedisWallet(redis, reservation_ttl_ms=int(settings.reservation_ttl_seconds * 1000))
+    wallet = RedisWallet(
+        redis, reservation_ttl_ms=int(settings.reservation_ttl_seconds * 1000), pipelined=pipelined
+    )
     billing_channel = channel(settings.billing_target, timeout=settings.billing_timeout_seconds)
     recorder = LastUsedRecorder(repo, interval_seconds=settings.last_used_flush_seconds)
     admission = Admission(
@@ -107,7 +114,7 @@ async def start(settings: Settings) -> Running:
     )
     recorder.start()
     await server.start()
-    return Running(server, engine, redis, recorder, billing_channel, admission)
+    return Running(server, engine, redis, pipelined, recorder, billing_channel, admission)
 
 
 async def serve(settings: Settings) -> None:

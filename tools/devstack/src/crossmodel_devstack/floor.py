@@ -7,8 +7,8 @@ Three processes, each on uvloop with the same grpcio settings as the services:
 - edge: a bare ASGI app under uvicorn (httptools, as the edge) that reads the body, makes one
   unary gRPC call to `auth` and one server-streaming call to `router`, and answers with what
   the stream returned;
-- auth: a grpc.aio server whose unary method runs one Redis script (admission is one script
-  call) and returns;
+- auth: a grpc.aio server whose unary method runs one Redis script on the connection admission
+  uses (crossmodel_common.resp; admission is one script call) and returns;
 - router: a grpc.aio server whose streaming method POSTs the body to the upstream with aiohttp
   (as the router does) and yields the answer as one message.
 
@@ -53,14 +53,14 @@ async def _serve(port: int, handlers: grpc.GenericRpcHandler) -> None:
 
 
 async def auth(port: int, redis_url: str) -> None:
-    from redis.asyncio import Redis
+    from crossmodel_common.resp import PipelinedRedis
 
-    redis = Redis.from_url(redis_url)
-    sha = await redis.script_load(_SCRIPT)
+    redis = PipelinedRedis(redis_url, timeout=10)
+    sha = await redis.execute("SCRIPT", "LOAD", _SCRIPT)
     keys = [f"floor:{i}" for i in range(8)]
 
     async def admit(request: bytes, context: Any) -> bytes:
-        await redis.evalsha(sha, len(keys), *keys, *range(10))
+        await redis.evalsha(sha.decode(), _SCRIPT, keys, range(10))
         return b"ok"
 
     method: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(admit)
