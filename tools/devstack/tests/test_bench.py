@@ -151,3 +151,36 @@ async def test_the_floor_relays_the_upstream_answer_through_its_hops(simulator: 
     assert (report.floor.ok, report.floor.errors) == (4, 0)
     assert "floor = the same hops with no work in them" in report.table()
     assert report.as_json()["floor"]["ok"] == 4
+
+
+async def test_the_concurrency_1_phases_alternate_between_the_targets_in_rounds() -> None:
+    """Drift of the machine's speed during a run must not land on one target: the latency and
+    first-bytes phases visit the targets in turn, ten rounds each; throughput runs each target
+    alone (its CPU is read around it)."""
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.match_info["name"])
+        await request.read()
+        return web.Response(body=b"data: {}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/{name}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        a, b, c = (Target(f"http://127.0.0.1:{port}/{n}", {}, b"{}", b"{}") for n in "abc")
+        report = await compare(a, b, requests=20, concurrency=2, warmup=False, floor=c)
+    finally:
+        await runner.cleanup()
+
+    def rounds(*names: str) -> list[str]:
+        per_round = [n for n in names for _ in range(2)]
+        return per_round + per_round * 10  # the primes, then ten rounds of two requests each
+
+    assert seen == [*rounds("a", "b", "c"), *rounds("a", "b"), *["a"] * 44, *["b"] * 44]
+    assert report.floor is not None
+    for timings in (report.latency.direct, report.latency.gateway, report.floor, report.ttft.gateway):
+        assert (timings.ok, timings.errors, len(timings.samples_ms)) == (20, 0, 20)

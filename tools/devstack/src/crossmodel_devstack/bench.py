@@ -50,6 +50,10 @@ WARMUP_REQUESTS = 200
 WARMUP_STREAMS = 50
 # A phase never runs longer than this, whatever --requests says (the whole bench stays short).
 PHASE_SECONDS = 30.0
+# The concurrency-1 phases alternate between the targets in this many rounds, so that a machine
+# whose speed drifts during the run (other work, frequency, a neighbour) shifts every target
+# alike instead of whichever happened to run last.
+ROUNDS = 10
 REQUEST_TIMEOUT_SECONDS = 30.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -146,16 +150,22 @@ async def _first_bytes(session: aiohttp.ClientSession, t: Target) -> float:
 
 
 async def _phase(
-    session: aiohttp.ClientSession, t: Target, *, kind: str, requests: int, concurrency: int
+    session: aiohttp.ClientSession,
+    t: Target,
+    *,
+    kind: str,
+    requests: int,
+    concurrency: int,
+    seconds: float = PHASE_SECONDS,
 ) -> Timings:
-    """`requests` requests, `concurrency` in flight, stopped early after PHASE_SECONDS."""
+    """`requests` requests, `concurrency` in flight, stopped early after `seconds`."""
     op = _first_bytes if kind == "stream" else _one
     samples: list[float] = []
     errors = 0
     first_error = ""
     remaining = requests
     started = time.perf_counter()
-    deadline = started + PHASE_SECONDS
+    deadline = started + seconds
 
     async def worker() -> None:
         nonlocal remaining, errors, first_error
@@ -174,7 +184,7 @@ async def _phase(
 
 async def run_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the phases of `plan` in order. `plan`: {"targets": {name: Target fields},
-    "phases": [{"target", "kind" ("request" | "stream"), "requests", "concurrency"}]}."""
+    "phases": [{"target", "kind" ("request" | "stream"), "requests", "concurrency", "seconds"?}]}."""
     targets = {
         name: Target(t["url"], t["headers"], t["body"].encode(), t["stream_body"].encode())
         for name, t in plan["targets"].items()
@@ -198,6 +208,7 @@ async def run_plan(plan: dict[str, Any]) -> list[dict[str, Any]]:
                 kind=p["kind"],
                 requests=p["requests"],
                 concurrency=p["concurrency"],
+                seconds=p.get("seconds", PHASE_SECONDS),
             )
             out.append(asdict(timings))
         return out
@@ -429,6 +440,37 @@ def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
     return out
 
 
+def _merged(parts: Sequence[Timings]) -> Timings:
+    return Timings(
+        sum(t.ok for t in parts),
+        sum(t.errors for t in parts),
+        sum(t.elapsed_s for t in parts),
+        [ms for t in parts for ms in t.samples_ms],
+        next((t.first_error for t in parts if t.first_error), ""),
+    )
+
+
+async def _interleaved(
+    targets: Mapping[str, Target], names: Sequence[str], kind: str, requests: int
+) -> dict[str, Timings]:
+    """`requests` sequential requests to each of `names`, in ROUNDS rounds that visit the
+    targets in turn (one load-generator process, each target primed first)."""
+    rounds = max(1, min(ROUNDS, requests))
+    sizes = [requests // rounds + (1 if i < requests % rounds else 0) for i in range(rounds)]
+    primes = [{"target": name, "kind": kind, "requests": 2, "concurrency": 1} for name in names]
+    # Each target's rounds together stop after PHASE_SECONDS, as one phase would.
+    blocks = [
+        {"target": name, "kind": kind, "requests": size, "concurrency": 1, "seconds": PHASE_SECONDS / rounds}
+        for size in sizes
+        for name in names
+    ]
+    timings = await run_loadgen(dict(targets), [*primes, *blocks], measure_from=len(primes))
+    return {
+        name: _merged([t for b, t in zip(blocks, timings, strict=True) if b["target"] == name])
+        for name in names
+    }
+
+
 async def compare(
     direct: Target,
     gateway: Target,
@@ -439,12 +481,13 @@ async def compare(
     pids: Mapping[str, int] | None = None,
     floor: Target | None = None,
 ) -> Report:
-    """Warm both targets up, then measure each phase direct first, then through the gateway.
-    Throughput goes last: its burst of usage events must not be consumed during the c=1 phases.
-    Each measured phase runs in its own load-generator process, after a short unmeasured prime
-    of its connections; `pids` (name -> process) are sampled around the throughput phases for
+    """Warm the targets up, then measure. The concurrency-1 phases (latency, then time to first
+    bytes) alternate between the targets in ROUNDS rounds in one load-generator process.
+    Throughput goes last, direct first, each target in its own load-generator process after a
+    short unmeasured prime of its connections: its burst of usage events must not be consumed
+    during the c=1 phases, and `pids` (name -> process) are sampled around each target's run for
     the CPU each request costs each process. `floor` (crossmodel_devstack.floor) is measured in
-    the latency phase only, after the other two."""
+    the latency phase only."""
     targets = {"direct": direct, "gateway": gateway}
     if floor is not None:
         targets["floor"] = floor
@@ -460,22 +503,19 @@ async def compare(
         )
     results: dict[tuple[str, str], Timings] = {}
     cpu: dict[str, dict[str, float]] = {}
-    for phase, kind, n, c in (
-        ("latency", "request", requests, 1),
-        ("stream", "stream", requests, 1),
-        ("throughput", "request", 2 * requests, concurrency),
-    ):
-        for name in targets:
-            if name == "floor" and phase != "latency":
-                continue
-            prime = {"target": name, "kind": kind, "requests": 2 * c, "concurrency": c}
-            measured = {"target": name, "kind": kind, "requests": n, "concurrency": c}
-            before = cpu_seconds(pids or {})
-            timings = (await run_loadgen(targets, [prime, measured], measure_from=1))[0]
-            after = cpu_seconds(pids or {})
+    for phase, kind, n in (("latency", "request", requests), ("stream", "stream", requests)):
+        names = [name for name in targets if name != "floor" or phase == "latency"]
+        for name, timings in (await _interleaved(targets, names, kind, n)).items():
             results[phase, name] = timings
-            if phase == "throughput" and timings.ok:
-                cpu[name] = {p: (after[p] - before[p]) * 1000 / timings.ok for p in after if p in before}
+    for name in ("direct", "gateway"):
+        prime = {"target": name, "kind": "request", "requests": 2 * concurrency, "concurrency": concurrency}
+        measured = {**prime, "requests": 2 * requests}
+        before = cpu_seconds(pids or {})
+        timings = (await run_loadgen(targets, [prime, measured], measure_from=1))[0]
+        after = cpu_seconds(pids or {})
+        results["throughput", name] = timings
+        if timings.ok:
+            cpu[name] = {p: (after[p] - before[p]) * 1000 / timings.ok for p in after if p in before}
 
     def pair(phase: str) -> Comparison:
         return Comparison(results[phase, "direct"], results[phase, "gateway"])
