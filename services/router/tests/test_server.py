@@ -12,6 +12,7 @@ import aiohttp
 import grpc
 import orjson
 import pytest
+from aiohttp import web
 
 from crossmodel.router.v1 import router_pb2, router_pb2_grpc
 from crossmodel_common.money import Prices, cost_micros
@@ -552,3 +553,116 @@ async def test_answer_lost_before_its_first_byte_is_retried(
     assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
     assert res.usage.output_tokens == 0
     assert (await sim_stats(simulator_url))["requests"] == before + 3
+
+
+# ------------------------------------------------------------------------------ malformed upstreams
+
+_GOOD_ANSWER: dict[str, Any] = {
+    "id": "chatcmpl-odd",
+    "object": "chat.completion",
+    "created": 1741570000,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "one two three"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+}
+
+
+async def _odd_upstream(answers: list[bytes], content_type: str) -> tuple[web.AppRunner, str]:
+    """An OpenAI-compatible upstream that answers every request with the next of `answers`."""
+
+    async def complete(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=answers.pop(0), content_type=content_type)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", complete)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}/v1"
+
+
+def _odd_catalog(base_url: str) -> Catalog:
+    return custom_catalog(
+        {"odd": {"type": "openai-compatible", "base_url": base_url}},
+        {
+            "test/odd": {
+                "context_window": 1000,
+                "max_output_tokens": 100,
+                "price": {"input": 1, "output": 1},
+                "deployments": [{"provider": "odd", "model": "m"}],
+            }
+        },
+    )
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_an_unreadable_usage_from_the_upstream_is_estimated_not_billed_as_zero(
+    start_router: RouterFactory, passthrough: bool
+) -> None:
+    odd = {**_GOOD_ANSWER, "usage": {"prompt_tokens": "nine", "completion_tokens": 3}}
+    runner, base = await _odd_upstream([orjson.dumps(odd)], "application/json")
+    try:
+        stub = await start_router(_odd_catalog(base), passthrough=passthrough)
+        res = await route(stub, chat("hello there", model="test/odd"))
+    finally:
+        await runner.cleanup()
+    assert res.order == ["head", "chunk", "usage"]
+    assert orjson.loads(res.body)["choices"][0]["message"]["content"] == "one two three"
+    assert res.usage.usage_estimated
+    assert res.usage.input_tokens > 0
+    assert res.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {**_GOOD_ANSWER, "choices": ["not an object"]},
+        {**_GOOD_ANSWER, "choices": [{"index": 0, "message": "text", "finish_reason": "stop"}]},
+        {**_GOOD_ANSWER, "choices": [{"index": 0, "message": {"tool_calls": [7]}, "finish_reason": "stop"}]},
+    ],
+    ids=["choice", "message", "tool-call"],
+)
+async def test_a_malformed_upstream_answer_is_an_upstream_error_with_its_usage(
+    start_router: RouterFactory, passthrough: bool, answer: dict[str, Any]
+) -> None:
+    runner, base = await _odd_upstream([orjson.dumps(answer)], "application/json")
+    try:
+        stub = await start_router(_odd_catalog(base), passthrough=passthrough, max_attempts=1)
+        res = await route(stub, chat("hello there", model="test/odd"))
+    finally:
+        await runner.cleanup()
+    assert res.order == ["usage", "error"]
+    assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
+    assert "invalid answer" in res.errors[0].message
+    assert res.usage.deployment == "odd/m"
+    assert res.usage.usage_estimated
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_a_malformed_stream_chunk_ends_the_stream_with_an_error_and_its_usage(
+    start_router: RouterFactory, passthrough: bool
+) -> None:
+    first = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    stream = b"".join(
+        b"data: " + orjson.dumps(chunk) + b"\n\n"
+        for chunk in (
+            {**first, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "one"}}]},
+            {**first, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": 5}]}}]},
+        )
+    )
+    runner, base = await _odd_upstream([stream + b"data: [DONE]\n\n"], "text/event-stream")
+    try:
+        stub = await start_router(_odd_catalog(base), passthrough=passthrough)
+        res = await route(stub, chat("hello there", model="test/odd", stream=True))
+    finally:
+        await runner.cleanup()
+    assert res.order[0] == "head"
+    assert res.order[-2:] == ["usage", "error"]
+    assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
+    assert res.usage.finish_reason == "error"

@@ -66,7 +66,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
+from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, reads_upstream, upstream_json_object
 from crossmodel_protocols.estimate import estimate_input_tokens
 from crossmodel_protocols.sse import SSEDecoder, encode_event
 
@@ -1167,12 +1167,14 @@ class AnthropicStreamParser:
         self.done = False
         self.output_chars = 0  # for an estimate when the stream dies before message_delta
 
+    @reads_upstream("a stream event")
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(data):
             self._event(ev.data, out)
         return out
 
+    @reads_upstream("a stream event")
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.flush():
@@ -1320,6 +1322,7 @@ class AnthropicProvider:
             "/v1/messages", body, self.headers(api_key, request.anthropic_beta), request.stream
         )
 
+    @reads_upstream("an answer")
     def parse_response(self, body: bytes) -> Response:
         data = upstream_json_object(body)
         return parse_message(data)

@@ -17,9 +17,10 @@ upstream or the caller), no service imports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 import orjson
@@ -125,3 +126,75 @@ def upstream_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UpstreamProtocolError("upstream response is not a JSON object")
     return data
+
+
+def token_count(value: Any) -> int:
+    """A token count as an upstream reports it: 0 when absent, a non-negative integer (JSON may
+    carry it as an integral float); ValueError for anything else, so that a usage object with
+    an unreadable count is dropped whole and the router estimates instead of billing nonsense."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise ValueError(f"not a token count: {value!r}")
+
+
+def epoch_seconds(value: Any) -> int:
+    """A timestamp field of an upstream answer; 0 when absent or not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return int(value) if abs(value) < 2**53 else 0
+    return 0
+
+
+def json_object(value: Any, what: str) -> dict[str, Any]:
+    """A nested object of an upstream answer: {} when absent, UpstreamProtocolError when it is
+    something else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UpstreamProtocolError(f"upstream {what} is not an object")
+    return value
+
+
+def json_array(value: Any, what: str) -> list[Any]:
+    """A nested array of an upstream answer: [] when absent, UpstreamProtocolError otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UpstreamProtocolError(f"upstream {what} is not an array")
+    return value
+
+
+def json_text(value: Any, what: str) -> str:
+    """A string field of an upstream answer: "" when absent, UpstreamProtocolError otherwise."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UpstreamProtocolError(f"upstream {what} is not a string")
+    return value
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def reads_upstream(what: str) -> Callable[[_F], _F]:
+    """For the methods that read an upstream's answer: a field of another shape than the vendor
+    documents (a string where an object belongs, an index that is a list) is the upstream's
+    malformed answer, reported as UpstreamProtocolError like any other, never a crash. The
+    parsers check what they rely on where it matters (usage, tool calls); this covers the rest."""
+
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                raise UpstreamProtocolError(
+                    f"upstream sent {what} of an unexpected shape ({type(exc).__name__}: {exc})"
+                ) from exc
+
+        return cast(_F, read)
+
+    return wrap

@@ -60,7 +60,16 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
+from crossmodel_protocols.codec import (
+    UpstreamError,
+    UpstreamRequest,
+    json_array,
+    json_object,
+    json_text,
+    reads_upstream,
+    token_count,
+    upstream_json_object,
+)
 from crossmodel_protocols.openai_chat import error_kind_for_status, parse_retry_after
 from crossmodel_protocols.sse import SSEDecoder
 
@@ -345,21 +354,26 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
 
 
 def usage_from_gemini(u: Any) -> Usage | None:
+    """None when absent or unreadable (the router then estimates)."""
     if not isinstance(u, dict):
         return None
-    thoughts = int(u.get("thoughtsTokenCount") or 0)
-    return Usage(
-        input_tokens=int(u.get("promptTokenCount") or 0) + int(u.get("toolUsePromptTokenCount") or 0),
-        output_tokens=int(u.get("candidatesTokenCount") or 0) + thoughts,
-        cached_input_tokens=int(u.get("cachedContentTokenCount") or 0),
-        reasoning_tokens=thoughts,
-    )
+    try:
+        thoughts = token_count(u.get("thoughtsTokenCount"))
+        return Usage(
+            input_tokens=token_count(u.get("promptTokenCount"))
+            + token_count(u.get("toolUsePromptTokenCount")),
+            output_tokens=token_count(u.get("candidatesTokenCount")) + thoughts,
+            cached_input_tokens=token_count(u.get("cachedContentTokenCount")),
+            reasoning_tokens=thoughts,
+        )
+    except ValueError:
+        return None
 
 
-def finish_from_gemini(reason: str | None, has_calls: bool) -> FinishReason | None:
+def finish_from_gemini(reason: Any, has_calls: bool) -> FinishReason | None:
     if reason is None:
         return None
-    mapped = _FINISH.get(reason, FinishReason.END_TURN)
+    mapped = _FINISH.get(reason, FinishReason.END_TURN) if isinstance(reason, str) else FinishReason.END_TURN
     if mapped is FinishReason.END_TURN and has_calls:
         return FinishReason.TOOL_USE
     return mapped
@@ -378,21 +392,22 @@ def parse_gemini_response(data: dict[str, Any]) -> Response:
     content: list[Part] = []
     calls = 0
     if cand is not None:
-        for raw in (cand.get("content") or {}).get("parts") or ():
+        for raw in json_array(json_object(cand.get("content"), "content").get("parts"), "parts"):
             if not isinstance(raw, dict):
                 continue
-            sig = raw.get("thoughtSignature")
+            sig = json_text(raw.get("thoughtSignature"), "thoughtSignature") or None
             if raw.get("thought"):
-                content.append(ReasoningPart(raw.get("text") or "", signature=sig, provider=Protocol.GEMINI))
+                text = json_text(raw.get("text"), "thought text")
+                content.append(ReasoningPart(text, signature=sig, provider=Protocol.GEMINI))
                 continue
             if sig:
                 content.append(ReasoningPart("", signature=sig, provider=Protocol.GEMINI))
             if "functionCall" in raw:
-                fc = raw["functionCall"] or {}
+                fc = json_object(raw["functionCall"], "functionCall")
                 content.append(
                     ToolCallPart(
-                        id=fc.get("id") or call_id(response_id, calls),
-                        name=fc.get("name") or "",
+                        id=json_text(fc.get("id"), "functionCall id") or call_id(response_id, calls),
+                        name=json_text(fc.get("name"), "functionCall name"),
                         arguments=orjson.dumps(fc.get("args") or {}).decode(),
                     )
                 )
@@ -433,6 +448,7 @@ class GeminiStreamParser:
         self._failed = False  # nothing follows an upstream error
         self.done = False
 
+    @reads_upstream("a stream event")
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(data):
@@ -529,6 +545,7 @@ class GeminiStreamParser:
         if sig:
             self._signature_block(sig, out)
 
+    @reads_upstream("a stream event")
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.flush():
@@ -593,6 +610,7 @@ class GeminiProvider:
             )
         return UpstreamRequest(f"/{API_VERSION}/models/{model}:generateContent", body, headers, False)
 
+    @reads_upstream("an answer")
     def parse_response(self, body: bytes) -> Response:
         data = upstream_json_object(body)
         return parse_gemini_response(data)

@@ -56,7 +56,17 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
+from crossmodel_protocols.codec import (
+    UpstreamError,
+    UpstreamRequest,
+    epoch_seconds,
+    json_array,
+    json_object,
+    json_text,
+    reads_upstream,
+    token_count,
+    upstream_json_object,
+)
 from crossmodel_protocols.sse import SSEDecoder, encode_data
 
 CONTENT_TYPE_JSON = "application/json"
@@ -118,9 +128,11 @@ def finish_to_openai(reason: FinishReason | None) -> str | None:
     return None if reason is None else _FINISH_TO_OPENAI[reason]
 
 
-def finish_from_openai(reason: str | None) -> FinishReason | None:
+def finish_from_openai(reason: Any) -> FinishReason | None:
     if reason is None:
         return None
+    if not isinstance(reason, str):
+        return FinishReason.END_TURN  # present but unknown, as an unknown string is
     return _FINISH_FROM_OPENAI.get(reason, FinishReason.END_TURN)
 
 
@@ -786,20 +798,22 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
 
 
 def usage_from_openai(u: Any) -> Usage | None:
+    """None when absent or unreadable (the router then estimates)."""
     if not isinstance(u, dict):
         return None
-    prompt = u.get("prompt_tokens") or 0
-    completion = u.get("completion_tokens") or 0
-    ptd = u.get("prompt_tokens_details") or {}
-    ctd = u.get("completion_tokens_details") or {}
-    # DeepSeek reports its context cache as prompt_cache_hit_tokens.
-    cached = ptd.get("cached_tokens") or u.get("prompt_cache_hit_tokens") or 0
-    return Usage(
-        input_tokens=int(prompt),
-        output_tokens=int(completion),
-        cached_input_tokens=int(cached),
-        reasoning_tokens=int(ctd.get("reasoning_tokens") or 0),
-    )
+    ptd = u.get("prompt_tokens_details")
+    ctd = u.get("completion_tokens_details")
+    try:
+        # DeepSeek reports its context cache as prompt_cache_hit_tokens.
+        cached = token_count(ptd.get("cached_tokens")) if isinstance(ptd, dict) else 0
+        return Usage(
+            input_tokens=token_count(u.get("prompt_tokens")),
+            output_tokens=token_count(u.get("completion_tokens")),
+            cached_input_tokens=cached or token_count(u.get("prompt_cache_hit_tokens")),
+            reasoning_tokens=token_count(ctd.get("reasoning_tokens")) if isinstance(ctd, dict) else 0,
+        )
+    except ValueError:
+        return None
 
 
 def _reasoning_text(d: dict[str, Any]) -> str | None:
@@ -814,7 +828,7 @@ def parse_chat_completion(data: dict[str, Any]) -> Response:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamProtocolError("upstream chat completion has no choices")
     choice = choices[0]
-    msg = choice.get("message") or {}
+    msg = json_object(choice.get("message"), "message")
     content: list[Part] = []
     reasoning = _reasoning_text(msg)
     if reasoning:
@@ -823,11 +837,14 @@ def parse_chat_completion(data: dict[str, Any]) -> Response:
         content.append(TextPart(msg["content"]))
     if isinstance(msg.get("refusal"), str) and msg["refusal"]:
         content.append(RefusalPart(msg["refusal"]))
-    for tc in msg.get("tool_calls") or ():
-        fn = tc.get("function") or {}
+    for tc in json_array(msg.get("tool_calls"), "tool_calls"):
+        tc = json_object(tc, "tool call")
+        fn = json_object(tc.get("function"), "tool call function")
         content.append(
             ToolCallPart(
-                id=tc.get("id") or "", name=fn.get("name") or "", arguments=fn.get("arguments") or ""
+                id=json_text(tc.get("id"), "tool call id"),
+                name=json_text(fn.get("name"), "tool call name"),
+                arguments=json_text(fn.get("arguments"), "tool call arguments"),
             )
         )
     return Response(
@@ -836,7 +853,7 @@ def parse_chat_completion(data: dict[str, Any]) -> Response:
         content=content,
         finish_reason=finish_from_openai(choice.get("finish_reason")),
         usage=usage_from_openai(data.get("usage")),
-        created=int(data.get("created") or 0),
+        created=epoch_seconds(data.get("created")),
         system_fingerprint=data.get("system_fingerprint"),
         service_tier=data.get("service_tier"),
     )
@@ -944,6 +961,7 @@ class ChatStreamParser:
         self._open, self._open_kind = idx, kind
         return idx
 
+    @reads_upstream("a stream event")
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(data):
@@ -972,7 +990,7 @@ class ChatStreamParser:
                 StreamStart(
                     id=str(chunk.get("id") or ""),
                     model=str(chunk.get("model") or ""),
-                    created=int(chunk.get("created") or 0),
+                    created=epoch_seconds(chunk.get("created")),
                     system_fingerprint=chunk.get("system_fingerprint"),
                 )
             )
@@ -1013,6 +1031,7 @@ class ChatStreamParser:
         if usage is not None:
             out.append(UsageUpdate(usage))
 
+    @reads_upstream("a stream event")
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.flush():
@@ -1039,6 +1058,7 @@ class ChatProvider:
         body = orjson.dumps(build_chat_body(request, upstream_model, self.dialect))
         return UpstreamRequest("/chat/completions", body, self.headers(api_key), request.stream)
 
+    @reads_upstream("an answer")
     def parse_response(self, body: bytes) -> Response:
         data = upstream_json_object(body)
         return parse_chat_completion(data)
@@ -1096,6 +1116,7 @@ class ChatPassthrough:
         self.error: StreamError | None = None
         self.upstream_id = ""
 
+    @reads_upstream("a stream event")
     def feed(self, data: bytes) -> bytes:
         out = []
         for ev in self._sse.feed(data):
@@ -1154,6 +1175,7 @@ class ChatPassthrough:
         return encode_data(orjson.dumps(chunk))
 
 
+@reads_upstream("an answer")
 def passthrough_response(body: bytes, request: Request) -> tuple[bytes, Response]:
     """A non-stream upstream body for the client (public model id) plus what accounting needs."""
     data = upstream_json_object(body)

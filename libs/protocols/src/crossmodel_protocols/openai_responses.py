@@ -61,7 +61,14 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, upstream_json_object
+from crossmodel_protocols.codec import (
+    UpstreamError,
+    UpstreamRequest,
+    epoch_seconds,
+    reads_upstream,
+    token_count,
+    upstream_json_object,
+)
 from crossmodel_protocols.errors import ApiError, error_type_for, render_stream_error
 from crossmodel_protocols.openai_chat import (
     ChatProvider,
@@ -1190,16 +1197,20 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
 
 
 def usage_from_responses(u: Any) -> Usage | None:
+    """None when absent or unreadable (the router then estimates)."""
     if not isinstance(u, dict):
         return None
-    itd = u.get("input_tokens_details") or {}
-    otd = u.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=int(u.get("input_tokens") or 0),
-        output_tokens=int(u.get("output_tokens") or 0),
-        cached_input_tokens=int(itd.get("cached_tokens") or 0),
-        reasoning_tokens=int(otd.get("reasoning_tokens") or 0),
-    )
+    itd = u.get("input_tokens_details")
+    otd = u.get("output_tokens_details")
+    try:
+        return Usage(
+            input_tokens=token_count(u.get("input_tokens")),
+            output_tokens=token_count(u.get("output_tokens")),
+            cached_input_tokens=token_count(itd.get("cached_tokens")) if isinstance(itd, dict) else 0,
+            reasoning_tokens=token_count(otd.get("reasoning_tokens")) if isinstance(otd, dict) else 0,
+        )
+    except ValueError:
+        return None
 
 
 def _finish_from(data: dict[str, Any], has_calls: bool) -> FinishReason:
@@ -1262,7 +1273,7 @@ def parse_responses_response(data: dict[str, Any]) -> Response:
         content=content,
         finish_reason=_finish_from(data, any(isinstance(p, ToolCallPart) for p in content)),
         usage=usage_from_responses(data.get("usage")),
-        created=int(data.get("created_at") or 0),
+        created=epoch_seconds(data.get("created_at")),
         service_tier=data.get("service_tier"),
     )
 
@@ -1289,6 +1300,7 @@ class ResponsesStreamParser:
         self._reasoning_summary = -1
         self.done = False
 
+    @reads_upstream("a stream event")
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.feed(data):
@@ -1315,7 +1327,7 @@ class ResponsesStreamParser:
                 StreamStart(
                     id=str(resp.get("id") or ""),
                     model=str(resp.get("model") or ""),
-                    created=int(resp.get("created_at") or 0),
+                    created=epoch_seconds(resp.get("created_at")),
                 )
             )
 
@@ -1430,6 +1442,7 @@ class ResponsesStreamParser:
             )
             self.done = True
 
+    @reads_upstream("a stream event")
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self._sse.flush():
@@ -1473,6 +1486,7 @@ class ResponsesProvider:
         body = orjson.dumps(build_responses_body(request, upstream_model))
         return UpstreamRequest("/responses", body, headers, request.stream)
 
+    @reads_upstream("an answer")
     def parse_response(self, body: bytes) -> Response:
         data = upstream_json_object(body)
         return parse_responses_response(data)
@@ -1534,6 +1548,7 @@ class OpenAIProvider(ChatProvider):
             return self._responses.build_request(request, upstream_model, api_key)
         return super().build_request(request, upstream_model, api_key)
 
+    @reads_upstream("an answer")
     def parse_response(self, body: bytes) -> Response:
         data = upstream_json_object(body)
         if data.get("object") == "response":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from crossmodel_common.logging import get_logger
 from crossmodel_common.money import Prices, cost_micros
 from crossmodel_protocols.canonical import (
     BlockStart,
@@ -55,6 +56,8 @@ from crossmodel_router.domain.upstream import (
     UpstreamResponse,
     UpstreamTimeout,
 )
+
+log = get_logger(__name__)
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_SSE = "text/event-stream"
@@ -387,13 +390,19 @@ class Router:
             else:
                 parsed = codec.parse_response(data)
                 out = ingress.render_response(parsed, req)
-        except ProtocolError as e:
+        except Exception as e:
+            # A codec reports what it recognises as malformed with ProtocolError; anything else
+            # it tripped over is an answer it could not read all the same. Either way the client
+            # gets an upstream error in its protocol and the attempt is still accounted for.
+            if isinstance(e, ProtocolError):
+                reason = e.message
+            else:
+                log.exception("upstream answer not readable", deployment=dep.name)
+                reason = "the answer could not be read"
             yield self._report(
                 req, entry, dep, None, self._estimate(req, 0), latency, 0.0, "error", True, upstream_id
             )
-            yield Failure(
-                ErrorKind.UPSTREAM_ERROR, f"The upstream provider sent an invalid answer: {e.message}"
-            )
+            yield Failure(ErrorKind.UPSTREAM_ERROR, f"The upstream provider sent an invalid answer: {reason}")
             return
         yield Head(200, CONTENT_TYPE_JSON)
         yield out
@@ -467,6 +476,14 @@ class Router:
         except ProtocolError as e:
             failure = Failure(
                 ErrorKind.UPSTREAM_ERROR, f"The upstream provider sent an invalid stream: {e.message}"
+            )
+        except Exception:
+            # As for a complete answer: a chunk the codec could not read ends the stream with an
+            # upstream error, and the usage report below still goes out.
+            log.exception("upstream stream not readable", deployment=dep.name)
+            failure = Failure(
+                ErrorKind.UPSTREAM_ERROR,
+                "The upstream provider sent an invalid stream: a chunk could not be read",
             )
         finally:
             resp.close()
