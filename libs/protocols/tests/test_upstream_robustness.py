@@ -1,4 +1,4 @@
-"""Malformed upstream answers are reported, never crashed on.
+"""Malformed upstream answers and client bodies are reported, never crashed on.
 
 Every provider codec reads real vendor answers (the golden transcripts and bodies beside this
 file). Here each of them is damaged in many seeded, reproducible ways — a field replaced by a
@@ -6,6 +6,9 @@ value of another JSON type, removed, or joined by an unknown one — and fed to 
 contract: the codec returns a result or raises `ProtocolError` (which the router turns into an
 upstream error in the client's protocol, with the attempt still accounted for). Any other
 exception is a defect; a failure message carries the damaged input to reproduce it.
+
+Client bodies get the same treatment at the ingress: accepted, or refused with InvalidRequest
+(a 400 naming the problem), and whatever is accepted builds a request for every vendor.
 
 Token counts that cannot be read drop the whole usage object (the router then estimates)
 rather than being billed as zero or as nonsense.
@@ -23,12 +26,12 @@ from typing import Any
 import orjson
 import pytest
 
-from crossmodel_protocols.anthropic import AnthropicProvider, usage_from_anthropic
-from crossmodel_protocols.canonical import ProtocolError, Usage
-from crossmodel_protocols.codec import ProviderCodec
+from crossmodel_protocols.anthropic import AnthropicIngress, AnthropicProvider, usage_from_anthropic
+from crossmodel_protocols.canonical import InvalidRequest, Protocol, ProtocolError, Usage
+from crossmodel_protocols.codec import IngressCodec, ProviderCodec
 from crossmodel_protocols.gemini import GeminiProvider, usage_from_gemini
-from crossmodel_protocols.openai_chat import ChatProvider, Dialect, usage_from_openai
-from crossmodel_protocols.openai_responses import OpenAIProvider, usage_from_responses
+from crossmodel_protocols.openai_chat import ChatIngress, ChatProvider, Dialect, usage_from_openai
+from crossmodel_protocols.openai_responses import OpenAIProvider, ResponsesIngress, usage_from_responses
 
 GOLDEN = Path(__file__).parent / "golden"
 MUTANTS_PER_INPUT = 300
@@ -264,3 +267,138 @@ def test_anthropic_usage_keeps_what_it_can_read() -> None:
     delta = usage_from_anthropic({"input_tokens": "ten", "output_tokens": 7}, start)
     assert delta is not None
     assert (delta.input_tokens, delta.output_tokens) == (10, 7)
+
+
+# ------------------------------------------------------------------------------ client bodies
+
+_TOOL = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+CLIENT_BODIES: list[tuple[Protocol, dict[str, Any]]] = [
+    (
+        Protocol.OPENAI_CHAT,
+        {
+            "model": "m",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": 10,
+            "stop": ["x"],
+            "user": "u1",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": _TOOL}},
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + _PNG}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "w", "parameters": _TOOL}}],
+            "tool_choice": {"type": "function", "function": {"name": "w"}},
+        },
+    ),
+    (
+        Protocol.ANTHROPIC_MESSAGES,
+        {
+            "model": "m",
+            "max_tokens": 100,
+            "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "metadata": {"user_id": "u"},
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "x"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": _PNG},
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "t", "signature": "s"},
+                        {"type": "tool_use", "id": "t1", "name": "w", "input": {"city": "P"}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": "sunny"}],
+                        }
+                    ],
+                },
+            ],
+            "tools": [{"name": "w", "input_schema": _TOOL}],
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+        },
+    ),
+    (
+        Protocol.OPENAI_RESPONSES,
+        {
+            "model": "m",
+            "instructions": "be brief",
+            "max_output_tokens": 20,
+            "text": {"format": {"type": "json_object"}},
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "x"},
+                        {"type": "input_image", "image_url": "data:image/png;base64," + _PNG},
+                    ],
+                },
+                {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            ],
+            "tools": [{"type": "function", "name": "w", "parameters": _TOOL}],
+            "tool_choice": "required",
+        },
+    ),
+]
+INGRESS: dict[Protocol, IngressCodec] = {
+    Protocol.OPENAI_CHAT: ChatIngress(),
+    Protocol.ANTHROPIC_MESSAGES: AnthropicIngress(),
+    Protocol.OPENAI_RESPONSES: ResponsesIngress(),
+}
+
+
+@pytest.mark.parametrize(("protocol", "body"), CLIENT_BODIES, ids=[p.value for p, _ in CLIENT_BODIES])
+def test_a_damaged_client_body_is_accepted_or_refused_naming_the_problem(
+    protocol: Protocol, body: dict[str, Any]
+) -> None:
+    """Bad client input is a 400 in the client's protocol (InvalidRequest), never a 500; what
+    the ingress accepts, every provider codec can build a request from."""
+    ingress = INGRESS[protocol]
+    ingress.parse_request(orjson.dumps(body), {})
+    rng = random.Random(protocol.value)
+    for _ in range(MUTANTS_PER_INPUT):
+        damaged = json.dumps(_mutant(rng, body)).encode()
+        try:
+            request = ingress.parse_request(damaged, {})
+        except InvalidRequest:
+            continue
+        except Exception as exc:  # the defect this test looks for
+            pytest.fail(f"{type(exc).__name__}: {exc} on the client body {damaged[:1500]!r}")
+        for provider in PROVIDERS.values():
+            try:
+                provider.build_request(request, "upstream-model", "sk-test")
+            except ProtocolError:
+                pass  # a feature this vendor cannot take, reported as such
+            except Exception as exc:
+                pytest.fail(f"{type(exc).__name__} building for {provider}: {exc} from {damaged[:1500]!r}")

@@ -61,10 +61,17 @@ def wrong_type(param: str, expected: str, value: Any) -> InvalidRequest:
     )
 
 
+def _show(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer orjson cannot write (beyond 64 bits)
+        return repr(value)
+
+
 def invalid_value(
     param: str, value: Any, allowed: Iterable[str] | None = None, why: str = ""
 ) -> InvalidRequest:
-    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+    shown = value if isinstance(value, str) else _show(value)
     msg = f"Invalid value for '{param}': '{shown}'."
     if allowed is not None:
         opts = [f"'{a}'" for a in allowed]
@@ -115,7 +122,17 @@ def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = N
         raise invalid_value(
             path, v, why=f"integer below minimum value. Expected a value >= {minimum}, but got {v} instead."
         )
+    if not -_INT64 <= v < _INT64:
+        # Beyond what any vendor (or the JSON the request is forwarded as) can carry.
+        raise invalid_value(
+            path,
+            v,
+            why=f"integer above maximum value. Expected a value <= {_INT64 - 1}, but got {v} instead.",
+        )
     return v
+
+
+_INT64 = 2**63
 
 
 def opt_number(
