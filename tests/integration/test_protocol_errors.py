@@ -409,7 +409,9 @@ async def test_count_tokens_and_models_answer_in_anthropic_shape(
     assert set(page) == {"data", "has_more", "first_id", "last_id"}
     assert len(page["data"]) == 3
     assert page["has_more"] is True
-    assert all(set(m) == {"type", "id", "display_name", "created_at"} for m in page["data"])
+    fields = {"type", "id", "display_name", "created_at", "lifecycle", "max_input_tokens", "max_tokens"}
+    assert all(set(m) == fields for m in page["data"])
+    assert all(m["lifecycle"] == "active" for m in page["data"])
     assert page["data"][0]["created_at"].endswith("Z")
     rest = await http.get("/v1/models", headers=headers, params={"after_id": page["last_id"], "limit": 1000})
     ids = [m["id"] for m in page["data"] + rest.json()["data"]]

@@ -30,6 +30,9 @@ def test_anthropic_model_object() -> None:
         "id": "anthropic/claude-sonnet-4.6",
         "display_name": "ANTHROPIC/CLAUDE-SONNET-4.6",
         "created_at": "2026-02-17T00:00:00Z",
+        "lifecycle": "active",
+        "max_input_tokens": 1000,
+        "max_tokens": 100,
     }
 
 

@@ -56,9 +56,18 @@ def openai_model_object(m: ModelInfo) -> dict[str, Any]:
 
 def anthropic_model_object(m: ModelInfo) -> dict[str, Any]:
     """Anthropic's model object (https://docs.anthropic.com/en/api/models): `created_at` is
-    RFC 3339."""
+    RFC 3339; `lifecycle` is required, and every model the catalog serves is `active`; the
+    token limits are the catalog's (the context window as the input limit)."""
     created = datetime.fromtimestamp(m.created_unix, UTC).isoformat().replace("+00:00", "Z")
-    return {"type": "model", "id": m.id, "display_name": m.display_name, "created_at": created}
+    return {
+        "type": "model",
+        "id": m.id,
+        "display_name": m.display_name,
+        "created_at": created,
+        "lifecycle": "active",
+        "max_input_tokens": m.context_window,
+        "max_tokens": m.max_output_tokens,
+    }
 
 
 @dataclass(frozen=True, slots=True)
