@@ -176,10 +176,12 @@ def test_responses_stream_error_is_response_failed_with_the_response_so_far() ->
     assert body["response"]["id"] == "resp_1"
     assert body["response"]["status"] == "failed"
     assert body["response"]["error"] == {"code": "rate_limit_exceeded", "message": "later"}
-    internal = orjson.loads(
-        SSEDecoder().feed(render_stream_error(ApiError(ErrorType.INTERNAL, "x"), RESPONSES))[0].data
-    )
-    assert internal["response"]["error"]["code"] == "server_error"
+    # Responses' `error.code` is a closed enum (server_error, rate_limit_exceeded, ...): every
+    # other failure of a started stream is a server_error, whatever its chat code is.
+    for error_type in (ErrorType.INTERNAL, ErrorType.UPSTREAM_ERROR, ErrorType.TIMEOUT, ErrorType.OVERLOADED):
+        raw = render_stream_error(ApiError(error_type, "x"), RESPONSES)
+        failed = orjson.loads(SSEDecoder().feed(raw)[0].data)
+        assert failed["response"]["error"]["code"] == "server_error", error_type
 
 
 @pytest.mark.parametrize(

@@ -465,6 +465,27 @@ def test_max_tokens_finish_ends_with_response_incomplete() -> None:
     assert last["response"]["id"].startswith("resp_")
 
 
+def test_usage_reports_prompt_cache_reads_and_writes() -> None:
+    # OpenAI's ResponseUsage requires both `input_tokens_details` counts (Anthropic-style caches
+    # report writes); both are parts of input_tokens.
+    resp = Response("msg_01", "up", [TextPart("hi")], FinishReason.END_TURN, Usage(20, 3, 4, 5))
+    out = orjson.loads(ResponsesIngress().render_response(resp, _client_request()))
+    assert out["usage"]["input_tokens"] == 20
+    assert out["usage"]["input_tokens_details"] == {"cached_tokens": 4, "cache_write_tokens": 5}
+
+
+def test_function_call_arguments_done_names_the_function() -> None:
+    events: list[StreamEvent] = [
+        StreamStart("chatcmpl-1", "up"),
+        BlockStart(0, ToolCallPart("call_1", "get_weather", "")),
+        ToolArgumentsDelta(0, '{"city":"Paris"}'),
+        StreamFinish(FinishReason.TOOL_USE),
+    ]
+    payloads = sse_payloads(render_all(_client_request(stream=True), events))
+    (done,) = [p for p in payloads if p["type"] == "response.function_call_arguments.done"]
+    assert (done["name"], done["arguments"]) == ("get_weather", '{"city":"Paris"}')
+
+
 def test_reasoning_from_another_vendor_is_a_reasoning_item_never_text() -> None:
     resp = Response(
         "msg_01",

@@ -196,11 +196,15 @@ def render_stream_error(
     return encode_data(orjson.dumps({"error": openai_error_object(error)}))
 
 
+# The codes a Responses object's `error.code` may take (OpenAI's `ResponseErrorCode`, a closed
+# enum that typed clients decode strictly). The image and vector-store codes concern hosted tools
+# and inputs a gateway never fails on mid-stream.
+_RESPONSES_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
+
+
 def _responses_code(error: ApiError) -> str:
-    # Responses' error.code is one string (server_error, rate_limit_exceeded, ...).
+    # Responses' error.code is one of a closed set: every other failure of a started stream
+    # (upstream errors, timeouts, overload, ...) is a server_error; the message says which.
     row = _TABLE[error.type]
-    if error.code:
-        return error.code
-    if row.openai_code:
-        return row.openai_code
-    return "server_error" if row.status >= 500 else row.openai_type
+    code = error.code or row.openai_code
+    return code if code in _RESPONSES_CODES else "server_error"

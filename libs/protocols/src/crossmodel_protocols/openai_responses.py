@@ -528,9 +528,14 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
 
 
 def usage_to_responses(u: Usage) -> dict[str, Any]:
+    # OpenAI's ResponseUsage requires both details of the input: tokens read from and written to
+    # the prompt cache (the latter reported by Anthropic-style caches, 0 elsewhere).
     return {
         "input_tokens": u.input_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_input_tokens},
+        "input_tokens_details": {
+            "cached_tokens": u.cached_input_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": u.input_tokens + u.output_tokens,
@@ -813,7 +818,12 @@ class ResponsesStreamRenderer:
         elif self._kind == "function_call":
             out += self._event(
                 "response.function_call_arguments.done",
-                {"item_id": item["id"], "output_index": self._output_index, "arguments": item["arguments"]},
+                {
+                    "item_id": item["id"],
+                    "name": item["name"],
+                    "output_index": self._output_index,
+                    "arguments": item["arguments"],
+                },
             )
         item["status"] = status
         out += self._event("response.output_item.done", {"output_index": self._output_index, "item": item})
