@@ -34,7 +34,9 @@ place, `_narrowed`, and nowhere else; the vendored file stays as published:
   OpenAI sends exactly that and the spec's own descriptions say so. Those schemas are read as
   OpenAPI 3.0 meant them: the schema, or null;
 - a few properties typed without null that the spec's own examples of real answers show as
-  null (`NULL_IN_EXAMPLES`, each with the example that shows it).
+  null (`NULL_IN_EXAMPLES`, each with the example that shows it);
+- `oneOf` unions whose branches overlap, read as `anyOf` (`ONE_OF_OVERLAPS`; the request
+  schemas test_upstream_conformance checks hit it).
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ NULL_IN_EXAMPLES = {
 }
 
 
+# Unions whose branches overlap, so that JSON Schema's `oneOf` (exactly one branch) refuses what
+# the API takes: a Responses input message `{"role": "user", "content": [{"type": "input_text",
+# …}]}` is both an `EasyInputMessage` and an `InputMessage` (an `Item`). OpenAPI clients pick
+# the first branch that fits; these are read as `anyOf`.
+ONE_OF_OVERLAPS = {"/components/schemas/InputItem"}
+
+
 def _narrowed(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec as validated: the one place where the check is narrower than the published
     schemas (see the module docstring). Everything not named here is validated as published."""
@@ -96,6 +105,8 @@ def _narrowed(spec: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, dict):
             return node
         out = {k: walk(v, f"{pointer}/{k}") for k, v in node.items() if not (k == "nullable" and v is True)}
+        if pointer in ONE_OF_OVERLAPS:
+            out["anyOf"] = out.pop("oneOf")
         # OpenAPI 3.0's `nullable: true` (ignored by JSON Schema 2020-12): the schema, or null.
         if node.get("nullable") is True or pointer in NULL_IN_EXAMPLES:
             return {"anyOf": [out, {"type": "null"}]}
