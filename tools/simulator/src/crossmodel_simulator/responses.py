@@ -278,7 +278,13 @@ class _Builder:
             "temperature": b.get("temperature", 1.0),
             "text": text,
             "tool_choice": b.get("tool_choice", "auto"),
-            "tools": b.get("tools") or [],
+            # Function tools come back with `strict` as OpenAI applied it (on unless turned off).
+            "tools": [
+                {**t, "strict": t.get("strict", True)}
+                if isinstance(t, dict) and t.get("type") == "function"
+                else t
+                for t in b.get("tools") or []
+            ],
             "top_logprobs": 0,
             "top_p": b.get("top_p", 1.0),
             "truncation": b.get("truncation", "disabled"),
@@ -291,7 +297,7 @@ class _Builder:
         r = self.reply
         return {
             "input_tokens": r.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": r.cached_tokens},
+            "input_tokens_details": {"cached_tokens": r.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": r.output_tokens,
             "output_tokens_details": {"reasoning_tokens": r.thinking_tokens},
             "total_tokens": r.prompt_tokens + r.output_tokens,
@@ -436,7 +442,7 @@ async def _stream(request: web.Request, ev: _Events, b: _Builder) -> None:
             await _delta(request, ev, b, "response.function_call_arguments.delta", payload)
         await ev.send(
             "response.function_call_arguments.done",
-            {"item_id": fc_id, "output_index": idx, "arguments": args},
+            {"item_id": fc_id, "name": tool.name, "output_index": idx, "arguments": args},
         )
         await ev.send(
             "response.output_item.done", {"output_index": idx, "item": b.call_item(n, args, status)}
