@@ -122,7 +122,9 @@ class _Protocol(asyncio.Protocol):
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_exception(exc)
+                # One instance per caller: an exception raised in many tasks would collect
+                # all their tracebacks.
+                waiter.set_exception(type(exc)(*exc.args))
 
     def close(self, exc: BaseException) -> None:
         self._fail(exc)
@@ -131,7 +133,7 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if self.lost is not None:
-            raise self.lost
+            raise type(self.lost)(*self.lost.args)
         assert self._transport is not None
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
