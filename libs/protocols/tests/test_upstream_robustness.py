@@ -402,3 +402,33 @@ def test_a_damaged_client_body_is_accepted_or_refused_naming_the_problem(
                 pass  # a feature this vendor cannot take, reported as such
             except Exception as exc:
                 pytest.fail(f"{type(exc).__name__} building for {provider}: {exc} from {damaged[:1500]!r}")
+
+
+@pytest.mark.parametrize(
+    ("parse", "usage"),
+    [
+        (
+            usage_from_openai,
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 30},
+            },
+        ),
+        (
+            usage_from_responses,
+            {
+                "input_tokens": 100,
+                "output_tokens": 5,
+                "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 30},
+            },
+        ),
+    ],
+    ids=["chat", "responses"],
+)
+def test_openai_cache_reads_and_writes_are_both_kept(
+    parse: Callable[[Any], Usage | None], usage: dict[str, Any]
+) -> None:
+    parsed = parse(usage)
+    assert parsed is not None
+    assert (parsed.input_tokens, parsed.cached_input_tokens, parsed.cache_write_tokens) == (100, 20, 30)

@@ -810,6 +810,8 @@ def usage_from_openai(u: Any) -> Usage | None:
             input_tokens=token_count(u.get("prompt_tokens")),
             output_tokens=token_count(u.get("completion_tokens")),
             cached_input_tokens=cached or token_count(u.get("prompt_cache_hit_tokens")),
+            # Part of prompt_tokens; priced at the input price unless the catalog has a write price.
+            cache_write_tokens=token_count(ptd.get("cache_write_tokens")) if isinstance(ptd, dict) else 0,
             reasoning_tokens=token_count(ctd.get("reasoning_tokens")) if isinstance(ctd, dict) else 0,
         )
     except ValueError:

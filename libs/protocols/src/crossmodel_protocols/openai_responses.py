@@ -1217,6 +1217,8 @@ def usage_from_responses(u: Any) -> Usage | None:
             input_tokens=token_count(u.get("input_tokens")),
             output_tokens=token_count(u.get("output_tokens")),
             cached_input_tokens=token_count(itd.get("cached_tokens")) if isinstance(itd, dict) else 0,
+            # Part of input_tokens; priced at the input price unless the catalog has a write price.
+            cache_write_tokens=token_count(itd.get("cache_write_tokens")) if isinstance(itd, dict) else 0,
             reasoning_tokens=token_count(otd.get("reasoning_tokens")) if isinstance(otd, dict) else 0,
         )
     except ValueError:
