@@ -191,9 +191,8 @@ def reads_upstream(what: str) -> Callable[[_F], _F]:
             try:
                 return fn(*args, **kwargs)
             except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-                raise UpstreamProtocolError(
-                    f"upstream sent {what} of an unexpected shape ({type(exc).__name__}: {exc})"
-                ) from exc
+                # The client reads this message; the chained exception keeps the detail.
+                raise UpstreamProtocolError(f"upstream sent {what} of an unexpected shape") from exc
 
         return cast(_F, read)
 
