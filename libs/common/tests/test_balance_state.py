@@ -6,7 +6,6 @@ Every test works on fresh account ids, so nothing here touches keys another test
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,15 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from crossmodel_common.balance_state import AdmitCode, BalanceState, Publish, window_tokens_key
 from crossmodel_common.ids import new_id, new_request_id
 from crossmodel_common.resp import PipelinedRedis
-
-REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
+from crossmodel_devstack.backends import REDIS_URL
 
 
 @pytest.fixture(params=["redis-py", "pipelined"])

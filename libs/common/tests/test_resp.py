@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
-import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,15 +22,7 @@ from crossmodel_common import resp
 from crossmodel_common.ids import new_id
 from crossmodel_common.resp import Endpoint, PipelinedRedis
 from crossmodel_common.telemetry import setup_telemetry
-
-REDIS_URL = os.environ.get("CROSSMODEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
+from crossmodel_devstack.backends import REDIS_URL
 
 
 @pytest.fixture
