@@ -150,7 +150,7 @@ class PipelinedRedis:
         self.endpoint = Endpoint.from_url(url)
         self.timeout = timeout
         self._conn: _Protocol | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting = asyncio.Lock()  # binds to a loop on first use, not here
         self._attributes = {
             "db.system.name": "redis",
             "server.address": self.endpoint.path or self.endpoint.host,
@@ -196,8 +196,6 @@ class PipelinedRedis:
         conn = self._conn
         if conn is not None and conn.lost is None:
             return conn
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
         async with self._connecting:
             conn = self._conn
             if conn is None or conn.lost is not None:
