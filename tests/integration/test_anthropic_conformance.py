@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic.types as at
+import anthropic.types.message_create_params as mcp
 import httpx
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
@@ -48,6 +49,9 @@ TYPES: dict[str, Any] = {
     "MessageTokensCount": at.MessageTokensCount,
     "ModelInfo": at.ModelInfo,
     "ErrorResponse": at.ErrorResponse,
+    # What a client (here: the router, test_upstream_conformance) sends to the Messages API.
+    "MessageCreateParamsNonStreaming": mcp.MessageCreateParamsNonStreaming,
+    "MessageCreateParamsStreaming": mcp.MessageCreateParamsStreaming,
 }
 
 

@@ -21,20 +21,14 @@ matrix and the golden transcripts.
 from __future__ import annotations
 
 import base64
-import functools
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anthropic.types.message_create_params as mcp
 import httpx
 import pytest
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
-from pydantic import TypeAdapter
 
 from crossmodel_devstack.harness import Harness
-from tests.integration import test_matrix
+from tests.integration import test_anthropic_conformance, test_matrix
 from tests.integration.test_openapi_conformance import conforms
 
 VENDORS = {name: test_matrix.VENDORS[name] for name in ("openai", "anthropic", "deepseek", "compatible")}
@@ -44,19 +38,6 @@ WEATHER = {
     "properties": {"city": {"type": "string"}},
     "required": ["city"],
 }
-
-
-@functools.cache
-def _anthropic_validator(stream: bool) -> Draft202012Validator:
-    params = mcp.MessageCreateParamsStreaming if stream else mcp.MessageCreateParamsNonStreaming
-    return Draft202012Validator(TypeAdapter(params).json_schema())
-
-
-def anthropic_conforms(body: dict[str, Any], what: str) -> None:
-    error = best_match(_anthropic_validator(bool(body.get("stream"))).iter_errors(body))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        pytest.fail(f"{what}: not a Messages request at {where}: {error.message}\n{json.dumps(body)[:2000]}")
 
 
 def chat_body(model: str, marker: str, case: str) -> dict[str, Any]:
@@ -238,7 +219,8 @@ async def test_the_upstream_request_follows_the_vendors_schema(
     elif upstream_path.endswith("/responses"):
         conforms("CreateResponse", sent, what)
     elif upstream_path.endswith("/messages"):
-        anthropic_conforms(sent, what)
+        params = "MessageCreateParamsStreaming" if sent.get("stream") else "MessageCreateParamsNonStreaming"
+        test_anthropic_conformance.conforms(params, sent, what)
     else:
         pytest.fail(f"{what}: no schema for this upstream path")
     assert bool(sent.get("stream")) == (case == "rich-stream"), what
