@@ -22,15 +22,37 @@ from crossmodel_simulator.app import create_app
 RouterFactory = Callable[..., Awaitable[router_pb2_grpc.RouterServiceStub]]
 
 
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
 @pytest.fixture(scope="session")
 async def simulator_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(create_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
+    runner, url = await _serve(create_app())
+    yield url
     await runner.cleanup()
+
+
+ServeApp = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """Serves aiohttp apps (stand-in upstreams) on free ports until the test ends."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(app: web.Application) -> str:
+        runner, url = await _serve(app)
+        runners.append(runner)
+        return url
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()
 
 
 def simulator_env(simulator_url: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from crossmodel_router.domain.catalog import Catalog, parse_catalog
 from crossmodel_simulator.script import expected_completion
 
 RouterFactory = Callable[..., Awaitable[router_pb2_grpc.RouterServiceStub]]
+ServeApp = Callable[[web.Application], Awaitable[str]]  # the serve_app fixture (conftest)
 
 
 def custom_catalog(providers: dict[str, Any], models: dict[str, Any]) -> Catalog:
@@ -569,8 +570,9 @@ _GOOD_ANSWER: dict[str, Any] = {
 }
 
 
-async def _odd_upstream(answers: list[bytes], content_type: str) -> tuple[web.AppRunner, str]:
-    """An OpenAI-compatible upstream that answers every request with the next of `answers`."""
+async def _odd_upstream(serve_app: ServeApp, answers: list[bytes], content_type: str) -> str:
+    """An OpenAI-compatible upstream that answers every request with the next of `answers`;
+    its base URL."""
 
     async def complete(request: web.Request) -> web.Response:
         await request.read()
@@ -578,12 +580,7 @@ async def _odd_upstream(answers: list[bytes], content_type: str) -> tuple[web.Ap
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", complete)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}/v1"
+    return await serve_app(app) + "/v1"
 
 
 def _odd_catalog(base_url: str) -> Catalog:
@@ -602,15 +599,12 @@ def _odd_catalog(base_url: str) -> Catalog:
 
 @pytest.mark.parametrize("passthrough", [True, False])
 async def test_an_unreadable_usage_from_the_upstream_is_estimated_not_billed_as_zero(
-    start_router: RouterFactory, passthrough: bool
+    start_router: RouterFactory, serve_app: ServeApp, passthrough: bool
 ) -> None:
     odd = {**_GOOD_ANSWER, "usage": {"prompt_tokens": "nine", "completion_tokens": 3}}
-    runner, base = await _odd_upstream([orjson.dumps(odd)], "application/json")
-    try:
-        stub = await start_router(_odd_catalog(base), passthrough=passthrough)
-        res = await route(stub, chat("hello there", model="test/odd"))
-    finally:
-        await runner.cleanup()
+    base = await _odd_upstream(serve_app, [orjson.dumps(odd)], "application/json")
+    stub = await start_router(_odd_catalog(base), passthrough=passthrough)
+    res = await route(stub, chat("hello there", model="test/odd"))
     assert res.order == ["head", "chunk", "usage"]
     assert orjson.loads(res.body)["choices"][0]["message"]["content"] == "one two three"
     assert res.usage.usage_estimated
@@ -629,14 +623,11 @@ async def test_an_unreadable_usage_from_the_upstream_is_estimated_not_billed_as_
     ids=["choice", "message", "tool-call"],
 )
 async def test_a_malformed_upstream_answer_is_an_upstream_error_with_its_usage(
-    start_router: RouterFactory, passthrough: bool, answer: dict[str, Any]
+    start_router: RouterFactory, serve_app: ServeApp, passthrough: bool, answer: dict[str, Any]
 ) -> None:
-    runner, base = await _odd_upstream([orjson.dumps(answer)], "application/json")
-    try:
-        stub = await start_router(_odd_catalog(base), passthrough=passthrough, max_attempts=1)
-        res = await route(stub, chat("hello there", model="test/odd"))
-    finally:
-        await runner.cleanup()
+    base = await _odd_upstream(serve_app, [orjson.dumps(answer)], "application/json")
+    stub = await start_router(_odd_catalog(base), passthrough=passthrough, max_attempts=1)
+    res = await route(stub, chat("hello there", model="test/odd"))
     assert res.order == ["usage", "error"]
     assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
     assert "invalid answer" in res.errors[0].message
@@ -646,7 +637,7 @@ async def test_a_malformed_upstream_answer_is_an_upstream_error_with_its_usage(
 
 @pytest.mark.parametrize("passthrough", [True, False])
 async def test_a_malformed_stream_chunk_ends_the_stream_with_an_error_and_its_usage(
-    start_router: RouterFactory, passthrough: bool
+    start_router: RouterFactory, serve_app: ServeApp, passthrough: bool
 ) -> None:
     first = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     stream = b"".join(
@@ -656,12 +647,9 @@ async def test_a_malformed_stream_chunk_ends_the_stream_with_an_error_and_its_us
             {**first, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": [0], "function": 5}]}}]},
         )
     )
-    runner, base = await _odd_upstream([stream + b"data: [DONE]\n\n"], "text/event-stream")
-    try:
-        stub = await start_router(_odd_catalog(base), passthrough=passthrough)
-        res = await route(stub, chat("hello there", model="test/odd", stream=True))
-    finally:
-        await runner.cleanup()
+    base = await _odd_upstream(serve_app, [stream + b"data: [DONE]\n\n"], "text/event-stream")
+    stub = await start_router(_odd_catalog(base), passthrough=passthrough)
+    res = await route(stub, chat("hello there", model="test/odd", stream=True))
     assert res.order[0] == "head"
     assert res.order[-2:] == ["usage", "error"]
     assert res.errors[0].kind == router_pb2.ERROR_KIND_UPSTREAM_ERROR
