@@ -109,6 +109,10 @@ def opt_bool(obj: dict[str, Any], key: str, path: str) -> bool | None:
     return v
 
 
+# Integers a request may carry: what any vendor (and the JSON the request is forwarded as) takes.
+_INT64 = 2**63
+
+
 def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = None) -> int | None:
     v = obj.get(key)
     if v is None:
@@ -123,16 +127,12 @@ def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = N
             path, v, why=f"integer below minimum value. Expected a value >= {minimum}, but got {v} instead."
         )
     if not -_INT64 <= v < _INT64:
-        # Beyond what any vendor (or the JSON the request is forwarded as) can carry.
         raise invalid_value(
             path,
             v,
             why=f"integer above maximum value. Expected a value <= {_INT64 - 1}, but got {v} instead.",
         )
     return v
-
-
-_INT64 = 2**63
 
 
 def opt_number(
