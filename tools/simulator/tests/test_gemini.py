@@ -75,6 +75,31 @@ async def test_thoughts_and_function_calls(simulator_url: str) -> None:
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"] + 3
 
 
+async def test_fields_are_read_by_their_proto_names_too(simulator_url: str) -> None:
+    """Google parses requests with protobuf's JSON parser, which takes `generation_config` as
+    well as `generationConfig`; its own SDK sends `include_thoughts` that way."""
+    b = {
+        "system_instruction": {"parts": [{"text": "be brief"}]},
+        "contents": [{"role": "user", "parts": [{"text": "a long answer [sim:thinking] [sim:words=40]"}]}],
+        "generation_config": {"max_output_tokens": 3, "thinking_config": {"include_thoughts": True}},
+    }
+    camel = {
+        "systemInstruction": b["system_instruction"],
+        "contents": b["contents"],
+        "generationConfig": {"maxOutputTokens": 3, "thinkingConfig": {"includeThoughts": True}},
+    }
+    assert expected_generation(b) == expected_generation(camel)
+    status, raw = await post(simulator_url, "/gemini/v1/models/gemini-2.5-pro:generateContent", b)
+    assert status == 200
+    cand = orjson.loads(raw)["candidates"][0]
+    assert cand["content"]["parts"][0]["thought"] is True
+    assert cand["finishReason"] == "MAX_TOKENS"
+    assert orjson.loads(raw)["usageMetadata"]["candidatesTokenCount"] == 3
+    assert (
+        expected_generation(b).prompt_tokens > expected_generation({"contents": b["contents"]}).prompt_tokens
+    )  # the system instruction counts
+
+
 async def test_thoughts_hidden_unless_asked(simulator_url: str) -> None:
     _, raw = await post(
         simulator_url, "/gemini/v1beta/models/gemini-2.5-pro:generateContent", body("x [sim:thinking]")

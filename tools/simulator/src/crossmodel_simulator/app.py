@@ -15,7 +15,7 @@ wire format.
   (`crossmodel_simulator.responses.reply_for_chat_view` predicts it all).
 - `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
 - `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
-  (`crossmodel_simulator.gemini`).
+  (`crossmodel_simulator.gemini`; also under `/gemini/v1/`).
 - `GET /healthz`: liveness. `GET /_sim/stats`: counters. `GET /_sim/requests?contains=TEXT`: the
   last requests received (up to `RECORDED`) whose body contains TEXT, as `{path, query,
   headers, body}`, so tests check what a gateway really sent upstream (credential headers are

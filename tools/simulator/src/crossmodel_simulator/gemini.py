@@ -1,14 +1,17 @@
 """Gemini API wire format: `POST /gemini/v1beta/models/{model}:generateContent` and
 `:streamGenerateContent?alt=sse`, answered the way https://generativelanguage.googleapis.com
-answers (base URL `http://<simulator>/gemini`). The key is read from `x-goog-api-key` (or `?key=`);
-a request without one is refused with 403 `PERMISSION_DENIED`, as Google refuses it.
+answers (base URL `http://<simulator>/gemini`). The same routes answer under `/gemini/v1/` too,
+as Google's do (the router speaks v1beta; Google's own SDK defaults to v1). The key is read from
+`x-goog-api-key` (or `?key=`); a request without one is refused with 403 `PERMISSION_DENIED`, as
+Google refuses it.
 
 The reply follows the chat rule of `crossmodel_simulator.script` applied to a chat view of the
 request: `systemInstruction` is a system message, `model` turns are assistant messages
 (`functionCall` parts are tool calls), a `user` turn made only of `functionResponse` parts is a
 tool message (a turn mixing them with text is a tool message, then a user message),
 `generationConfig.maxOutputTokens` plays `max_tokens` and `stopSequences` plays
-`stop`. Markers and counts are those of the Responses format (`crossmodel_simulator.responses`):
+`stop`. Fields are read by their lowerCamelCase or their proto (snake_case) names, as Google
+reads them. Markers and counts are those of the Responses format (`crossmodel_simulator.responses`):
 
 - `promptTokenCount` = the chat rule's prompt tokens; `cachedContentTokenCount` = `[sim:cached=N]`
   (capped); `candidatesTokenCount` = words of the reply + words of each call's name and compact
@@ -67,6 +70,15 @@ def error_response(status: int, message: str, *, retry_after_ms: int = 0) -> web
 # ------------------------------------------------------------------------------------ the rule
 
 
+def _field(obj: dict[str, Any], name: str) -> Any:
+    """`obj[name]` by its lowerCamelCase name or its proto name (`generationConfig` or
+    `generation_config`): Google reads requests with protobuf's JSON parser, which takes both,
+    and Google's own Python SDK sends some fields in snake_case (`include_thoughts`)."""
+    if name in obj:
+        return obj[name]
+    return obj.get("".join(f"_{c.lower()}" if c.isupper() else c for c in name))
+
+
 def _view_parts(parts: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Content parts -> (chat content parts, tool calls, function responses as tool content)."""
     content: list[dict[str, Any]] = []
@@ -77,14 +89,13 @@ def _view_parts(parts: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
             continue
         if isinstance(p.get("text"), str):
             content.append({"type": "text", "text": p["text"]})
-        elif "inlineData" in p or "fileData" in p:
+        elif _field(p, "inlineData") is not None or _field(p, "fileData") is not None:
             content.append({"type": "image_url"})
-        elif isinstance(p.get("functionCall"), dict):
-            fc = p["functionCall"]
+        elif isinstance(fc := _field(p, "functionCall"), dict):
             args = orjson.dumps(fc.get("args") or {}).decode()
             calls.append({"function": {"name": fc.get("name"), "arguments": args}})
-        elif isinstance(p.get("functionResponse"), dict):
-            text = orjson.dumps(p["functionResponse"].get("response") or {}).decode()
+        elif isinstance(fr := _field(p, "functionResponse"), dict):
+            text = orjson.dumps(fr.get("response") or {}).decode()
             results.append({"type": "text", "text": text})
     return content, calls, results
 
@@ -93,7 +104,7 @@ def chat_view(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A user turn with function responses is a tool message, then (when it has other parts
     too, as Gemini allows) a user message with the rest."""
     messages: list[dict[str, Any]] = []
-    system = body.get("systemInstruction")
+    system = _field(body, "systemInstruction")
     if isinstance(system, dict):
         content, _, _ = _view_parts(system.get("parts"))
         messages.append({"role": "system", "content": content})
@@ -110,12 +121,13 @@ def chat_view(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
         if content or not results:
             messages.append({"role": "user", "content": content})
             last_user = " ".join(p["text"] for p in content if "text" in p)
-    gen = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
-    assert isinstance(gen, dict)
+    gen = _field(body, "generationConfig")
+    if not isinstance(gen, dict):
+        gen = {}
     return {
         "messages": messages,
-        "max_tokens": gen.get("maxOutputTokens"),
-        "stop": gen.get("stopSequences"),
+        "max_tokens": _field(gen, "maxOutputTokens"),
+        "stop": _field(gen, "stopSequences"),
     }, last_user
 
 
@@ -125,9 +137,9 @@ def expected_generation(body: dict[str, Any]) -> Reply:
 
 
 def include_thoughts(body: dict[str, Any]) -> bool:
-    gen = body.get("generationConfig")
-    cfg = gen.get("thinkingConfig") if isinstance(gen, dict) else None
-    return isinstance(cfg, dict) and cfg.get("includeThoughts") is True
+    gen = _field(body, "generationConfig")
+    cfg = _field(gen, "thinkingConfig") if isinstance(gen, dict) else None
+    return isinstance(cfg, dict) and _field(cfg, "includeThoughts") is True
 
 
 def usage_metadata(reply: Reply, *, final: bool = True) -> dict[str, Any]:
@@ -305,6 +317,7 @@ async def list_models(_: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    """Gemini's routes (`{target}` is `<model>:<method>`)."""
-    app.router.add_post("/gemini/v1beta/models/{target}", generate)
-    app.router.add_get("/gemini/v1beta/models", list_models)
+    """Gemini's routes (`{target}` is `<model>:<method>`), under both API versions."""
+    for version in ("v1beta", "v1"):
+        app.router.add_post(f"/gemini/{version}/models/{{target}}", generate)
+        app.router.add_get(f"/gemini/{version}/models", list_models)
