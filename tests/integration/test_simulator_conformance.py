@@ -6,7 +6,8 @@ directly (no gateway), with plain text, a tool call, reasoning and a cut-off ans
 not, its OpenAI Chat Completions (and the DeepSeek / OpenAI-compatible routes that share it) and
 Responses answers are validated against OpenAI's OpenAPI schemas (test_openapi_conformance) and
 its Anthropic Messages answers against the Anthropic SDK's types (test_anthropic_conformance).
-Gemini has no published schema here; its format is held by the golden transcripts.
+Its Gemini answers are checked against Google's types and Google's SDK in
+test_gemini_conformance.
 """
 
 from __future__ import annotations

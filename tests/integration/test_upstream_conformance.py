@@ -12,10 +12,9 @@ simulator received for it is found by a unique word and validated:
   test_openapi_conformance, same narrowing);
 - OpenAI Responses (`openai` for Responses clients, served natively): `CreateResponse`;
 - Anthropic Messages: `MessageCreateParamsNonStreaming` / `MessageCreateParamsStreaming` of the
-  official `anthropic` SDK, as JSON Schema (see test_anthropic_conformance).
-
-Gemini's API has no published schema here to check against; its adapter is covered by the
-matrix and the golden transcripts.
+  official `anthropic` SDK, as JSON Schema (see test_anthropic_conformance);
+- Gemini `generateContent` / `streamGenerateContent`: Google's `GenerateContentRequest`
+  (v1beta), parsed strictly as Google parses it (see test_gemini_conformance).
 """
 
 from __future__ import annotations
@@ -28,10 +27,10 @@ import httpx
 import pytest
 
 from crossmodel_devstack.harness import Harness
-from tests.integration import test_anthropic_conformance, test_matrix
+from tests.integration import test_anthropic_conformance, test_gemini_conformance, test_matrix
 from tests.integration.test_openapi_conformance import conforms
 
-VENDORS = {name: test_matrix.VENDORS[name] for name in ("openai", "anthropic", "deepseek", "compatible")}
+VENDORS = test_matrix.VENDORS
 PNG = base64.b64encode(test_matrix.PNG).decode()
 WEATHER = {
     "type": "object",
@@ -221,6 +220,11 @@ async def test_the_upstream_request_follows_the_vendors_schema(
     elif upstream_path.endswith("/messages"):
         params = "MessageCreateParamsStreaming" if sent.get("stream") else "MessageCreateParamsNonStreaming"
         test_anthropic_conformance.conforms(params, sent, what)
+    elif upstream_path.endswith((":generateContent", ":streamGenerateContent")):
+        test_gemini_conformance.conforms("GenerateContentRequest", sent, what)
+        # Gemini streams by its method (and `alt=sse`), not by a body field.
+        assert upstream_path.endswith(":streamGenerateContent") == (case == "rich-stream"), what
+        return
     else:
         pytest.fail(f"{what}: no schema for this upstream path")
     assert bool(sent.get("stream")) == (case == "rich-stream"), what
