@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,6 +19,7 @@ from crossmodel_common.kafka import (
     IdempotentConsumer,
     OutgoingRecord,
     PoisonMessage,
+    Rejected,
     SpooledProducer,
     _decode_frames,
     _encode_frame,
@@ -249,6 +250,51 @@ async def test_a_batch_whose_effects_cannot_be_made_durable_is_delivered_again(
     await resumed.start()
     await _eventually(lambda: again == [b"later"])
     await resumed.stop()
+    await producer.stop()
+
+
+async def test_records_rejected_before_the_commit_are_dead_lettered_and_not_redelivered(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    await _create_topic(broker.bootstrap, "reject")
+    await _create_topic(broker.bootstrap, "reject.dlq")
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
+    await producer.start()
+    for i in range(6):
+        producer.publish(OutgoingRecord("reject", b"k", f"e{i}".encode(), trace_headers(f"req_{i}")))
+    staged: list[Any] = []
+    durable: list[bytes] = []
+
+    async def handle(record: Any) -> None:
+        staged.append(record)
+
+    async def settle() -> list[Rejected]:
+        batch = list(staged)
+        staged.clear()
+        durable.extend(r.value for r in batch if r.value != b"e3")
+        return [Rejected(r, "refused by the store") for r in batch if r.value == b"e3"]
+
+    consumer = IdempotentConsumer(
+        broker.bootstrap, "reject", "g-reject", handle, dlq_topic="reject.dlq", before_commit=settle
+    )
+    await consumer.start()
+    await _eventually(lambda: consumer.processed == 5 and consumer.dead_lettered == 1)
+    # The offsets were committed past the rejected record: a restart redelivers nothing.
+    assert consumer._consumer is not None
+    committed = [await consumer._consumer.committed(TopicPartition("reject", p)) for p in (0, 1)]
+    assert sum(c or 0 for c in committed) == 6
+    await consumer.stop()
+    assert sorted(durable) == [b"e0", b"e1", b"e2", b"e4", b"e5"]
+    reader = AIOKafkaConsumer("reject.dlq", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        dead_letters = [r for rs in (await reader.getmany(timeout_ms=5000)).values() for r in rs]
+    finally:
+        await reader.stop()
+    (dead,) = dead_letters
+    assert dead.value == b"e3"
+    assert dict(dead.headers)["crossmodel-dlq-reason"] == b"refused by the store"
+    assert dict(dead.headers)["x-request-id"] == b"req_3"
     await producer.stop()
 
 

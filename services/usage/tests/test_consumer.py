@@ -24,7 +24,7 @@ from crossmodel_common.kafka import IdempotentConsumer, OutgoingRecord, SpooledP
 from crossmodel_common.telemetry import RequestIdSpanProcessor
 from crossmodel_devstack.broker import TansuBroker, free_port
 from crossmodel_devstack.harness import eventually
-from crossmodel_usage.adapters.database import open_engines
+from crossmodel_usage.adapters.database import open_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import request_log, usage_daily
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
@@ -228,7 +228,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()
 
 
-async def test_the_database_write_is_part_of_the_requests_trace(
+async def test_the_batch_write_is_linked_to_the_requests_trace(
     broker: TansuBroker,
     topics: tuple[str, str],
     database_url: str,
@@ -236,9 +236,11 @@ async def test_the_database_write_is_part_of_the_requests_trace(
     make_event: MakeEvent,
     spans: InMemorySpanExporter,
 ) -> None:
+    """Each event is processed in a CONSUMER span of its request's trace, with its request id;
+    the batch's write is in a settle span of its own, linked to each of those spans."""
     topic, dlq = topics
-    engine, writer = open_engines(database_url)
-    repository = UsageRepository(engine, writer=writer)
+    engine = open_engine(database_url)
+    repository = UsageRepository(engine)
     consumer = make_consumer(broker.bootstrap, topic, dlq, repository, group=f"usage-{secrets.token_hex(4)}")
     producer = SpooledProducer(broker.bootstrap, tmp_path / "spool")
     await producer.start()
@@ -253,18 +255,71 @@ async def test_the_database_write_is_part_of_the_requests_trace(
             return await repository.get_request(event.request_id) is not None
 
         await eventually(stored)
+        await eventually(lambda: any(s.name == f"{topic} settle" for s in spans.get_finished_spans()))
     finally:
         await consumer.stop()
         await producer.stop()
-        await writer.dispose()
         await engine.dispose()
-    in_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
-    names = [s.name for s in in_trace]
-    assert f"{topic} process" in names
+    finished = spans.get_finished_spans()
+    in_trace = [s for s in finished if s.context.trace_id == trace_id]
     consumer_span = next(s for s in in_trace if s.name == f"{topic} process")
-    writes = [
-        s for s in in_trace if s.parent is not None and s.parent.span_id == consumer_span.context.span_id
+    assert consumer_span.parent is not None
+    assert (consumer_span.attributes or {}).get("crossmodel.request_id") == event.request_id
+    (settle,) = [
+        s
+        for s in finished
+        if s.name == f"{topic} settle"
+        and any(link.context.span_id == consumer_span.context.span_id for link in s.links)
     ]
-    assert any("INSERT" in str((s.attributes or {}).get("db.statement")) for s in writes), names
-    for s in (consumer_span, *writes):
-        assert (s.attributes or {}).get("crossmodel.request_id") == event.request_id
+    assert settle.context.trace_id != trace_id
+    assert (settle.attributes or {}).get("messaging.operation.type") == "settle"
+    writes = [s for s in finished if s.parent is not None and s.parent.span_id == settle.context.span_id]
+    assert any("INSERT" in str((s.attributes or {}).get("db.statement")) for s in writes)
+
+
+async def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_stored(
+    broker: TansuBroker,
+    producer: SpooledProducer,
+    consumer: IdempotentConsumer,
+    topics: tuple[str, str],
+    repository: UsageRepository,
+    engine: AsyncEngine,
+    account: str,
+    make_event: MakeEvent,
+) -> None:
+    """Found only when the batch is written (an aggregate that would overflow): that record goes
+    to the dead-letter topic, every other record of its batch is stored, none is lost."""
+    first = make_event()
+    _publish(producer, topics[0], first)
+    await eventually(lambda: consumer.processed >= 1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            usage_daily.update().where(usage_daily.c.account_id == account).values(cost_micros=2**63 - 10)
+        )
+    overflowing = make_event()
+    others = [make_event(account_id=f"{account}_{i}") for i in range(5)]
+    for e in [others[0], overflowing, *others[1:]]:
+        _publish(producer, topics[0], e)
+    await eventually(lambda: consumer.dead_lettered == 1)
+    await eventually(lambda: consumer.processed >= 6)
+    for e in others:
+        assert await repository.get_request(e.request_id) is not None
+    assert await repository.get_request(overflowing.request_id) is None
+    assert await _rows(engine, account) == 1
+
+    reader = AIOKafkaConsumer(topics[1], bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        dead: list[Any] = []
+
+        async def read() -> bool:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                dead.extend(records)
+            return len(dead) >= 1
+
+        await eventually(read)
+    finally:
+        await reader.stop()
+    (record,) = dead
+    assert dict(record.headers)["x-request-id"] == overflowing.request_id.encode()
+    assert b"bigint out of range" in dict(record.headers)["crossmodel-dlq-reason"]

@@ -10,7 +10,9 @@ Consumer: trace context and x-request-id come from the record headers, so each r
 processed in a CONSUMER span that continues the producer's trace. Offsets are committed only
 after the handler's effect is durable. Records that can never be processed (undecodable,
 invalid) go to a dead-letter topic instead of blocking the partition; other failures are
-retried with backoff.
+retried with backoff. A handler may only collect its records and write them once per batch, in
+`before_commit`, which runs in a span linked to each record's span and may still turn records
+away to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -286,7 +288,16 @@ class PoisonMessage(Exception):
     """Raised by a handler for a record that can never be processed: it goes to the DLQ."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that `before_commit` found can never be processed, and why: it goes to the DLQ."""
+
+    record: ConsumerRecord[bytes, bytes]
+    reason: str
+
+
 Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+BeforeCommit = Callable[[], Awaitable[Sequence[Rejected] | None]]
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str:
@@ -310,11 +321,16 @@ class IdempotentConsumer:
         dlq_topic: str,
         max_records: int = 200,
         retry_backoff: float = 0.5,
-        before_commit: Callable[[], Awaitable[None]] | None = None,
+        before_commit: BeforeCommit | None = None,
     ) -> None:
         """`before_commit`, when given, runs after each batch's records were handled and before
         their offsets are committed: handlers may then make their effects durable once per
-        batch instead of once per record. If it raises, the batch is delivered again."""
+        batch instead of once per record. If it raises, the batch is delivered again. It may
+        return records that can never be processed (`Rejected`), which are dead-lettered before
+        the commit.
+
+        `processed` counts the records whose effects are durable: handled, made durable by
+        `before_commit`, and not rejected."""
         self._bootstrap = bootstrap
         self.topic = topic
         self.group = group
@@ -347,7 +363,9 @@ class IdempotentConsumer:
         await self._dlq.start()
         self._task = asyncio.create_task(self._run(), name=f"consume-{self.topic}")
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> trace.SpanContext | None:
+        """Handle `record` in its CONSUMER span; that span's context, or None when the record
+        was dead-lettered."""
         carrier = {k: v.decode(errors="replace") for k, v in record.headers or ()}
         ctx = propagate.extract(carrier)
         token = bind_request_id(_header(record, REQUEST_ID_HEADER))
@@ -369,12 +387,11 @@ class IdempotentConsumer:
                 while True:
                     try:
                         await self._handler(record)
-                        self.processed += 1
-                        return
+                        return span.get_span_context()
                     except PoisonMessage as exc:
                         span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
                         await self._dead_letter(record, str(exc))
-                        return
+                        return None
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:  # noqa: BLE001 - transient: retry, never skip
@@ -445,23 +462,48 @@ class IdempotentConsumer:
         if not batches:
             return
         offsets: dict[TopicPartition, int] = {}
+        handled: list[trace.SpanContext] = []
         for tp, records in batches.items():
             for record in records:
-                await self._process(record)
+                if (handled_in := await self._process(record)) is not None:
+                    handled.append(handled_in)
                 offsets[tp] = record.offset + 1
-        if self._before_commit is not None and not await self._settle(consumer, batches):
-            return
+        rejected = 0
+        if self._before_commit is not None:
+            settled = await self._settle(consumer, batches, handled)
+            if settled is None:
+                return
+            rejected = settled
         await self._commit(consumer, offsets)
+        self.processed += len(handled) - rejected
 
     async def _settle(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> bool:
-        """Run before_commit; when it fails, rewind the batch's partitions so that it is
-        delivered again (handlers are idempotent) and its offsets are not committed."""
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        handled: list[trace.SpanContext],
+    ) -> int | None:
+        """Run before_commit in a span linked to the span of each record it settles, and
+        dead-letter what it rejects (how many: an int); when it fails, rewind the batch's
+        partitions so that it is delivered again (handlers are idempotent) and its offsets are
+        not committed (None)."""
         assert self._before_commit is not None
         try:
-            await self._before_commit()
-            return True
+            with _tracer.start_as_current_span(
+                f"{self.topic} settle",
+                # A batch span of its own, not a child of whatever was current.
+                context=trace.set_span_in_context(trace.INVALID_SPAN),
+                kind=SpanKind.CONSUMER,
+                links=[trace.Link(c) for c in handled],
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "settle",
+                    "messaging.destination.name": self.topic,
+                    "messaging.consumer.group.name": self.group,
+                    "messaging.batch.message_count": len(handled),
+                },
+            ):
+                rejected = list(await self._before_commit() or ())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: redeliver, never skip
@@ -471,7 +513,14 @@ class IdempotentConsumer:
                 if records and tp in assigned:
                     consumer.seek(tp, records[0].offset)
             await asyncio.sleep(self._backoff)
-            return False
+            return None
+        for r in rejected:
+            token = bind_request_id(_header(r.record, REQUEST_ID_HEADER))
+            try:
+                await self._dead_letter(r.record, r.reason)
+            finally:
+                reset_request_id(token)
+        return len(rejected)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         # When the group rebalanced while the batch was processed, some partitions now belong to

@@ -16,7 +16,7 @@ from crossmodel_common.db import run_migrations
 from crossmodel_common.grpcio import GrpcServer, wait_for_shutdown_signal
 from crossmodel_common.logging import get_logger, setup_logging
 from crossmodel_common.telemetry import setup_telemetry, shutdown_telemetry
-from crossmodel_usage.adapters.database import open_engines
+from crossmodel_usage.adapters.database import open_engine
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.config import Settings
 from crossmodel_usage.consumer import make_consumer, start_when_reachable
@@ -31,8 +31,8 @@ async def serve(settings: Settings) -> None:
     shutdown = asyncio.ensure_future(wait_for_shutdown_signal())
     await asyncio.sleep(0)
     setup_telemetry("usage")
-    engine, writer = open_engines(settings.database_url)
-    repository = UsageRepository(engine, writer=writer)
+    engine = open_engine(settings.database_url)
+    repository = UsageRepository(engine)
     server = GrpcServer(settings.listen, [SERVICE_NAME], grace=settings.shutdown_grace_seconds)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageServicer(repository), server.server)
     consumer = make_consumer(settings.kafka_bootstrap, settings.usage_topic, settings.dlq_topic, repository)
@@ -54,7 +54,6 @@ async def serve(settings: Settings) -> None:
         except Exception:  # whatever ended the consumer, the server still drains
             log.exception("consumer ended with an error")
         await server.stop()
-        await writer.dispose()
         await engine.dispose()
         shutdown_telemetry()
 

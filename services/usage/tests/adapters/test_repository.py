@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossmodel.events.v1 import usage_event_pb2 as events_pb2
-from crossmodel_usage.adapters.database import writer_engine
+from crossmodel_common.ids import new_id
 from crossmodel_usage.adapters.repository import UsageRepository
 from crossmodel_usage.adapters.tables import metadata, request_log, usage_daily
 from crossmodel_usage.domain.queries import (
@@ -26,7 +25,7 @@ from crossmodel_usage.domain.queries import (
     Totals,
     plan_totals,
 )
-from crossmodel_usage.domain.records import Status, UsageRecord, normalize
+from crossmodel_usage.domain.records import InvalidRecord, Status, UsageRecord, normalize
 from crossmodel_usage.wire import record_from_event
 
 MakeEvent = Callable[..., events_pb2.UsageEvent]
@@ -92,35 +91,69 @@ async def test_a_request_is_stored_once_and_counted_once(
     assert await repository.get_request(record.request_id) == record
 
 
-async def test_the_consumers_writes_go_through_the_writer_without_waiting_for_the_disk(
-    engine: AsyncEngine, database_url: str, account: str, make_event: MakeEvent
+async def test_a_batch_is_stored_as_its_records_would_be_one_by_one(
+    repository: UsageRepository, engine: AsyncEngine, make_event: MakeEvent, day0_ms: int
 ) -> None:
-    """Non-durable writes use the writer engine: its connections commit without waiting for the
-    disk (make_durable flushes them), a redelivery still changes nothing, and a writer
-    connection that died fails one write and is replaced for the next (the consumer retries)."""
-    writer = writer_engine(database_url)
-    repository = UsageRepository(engine, writer=writer)
-    try:
-        async with writer.connect() as conn:
-            assert await conn.scalar(text("SHOW synchronous_commit")) == "off"
-            writer_pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-        async with engine.connect() as conn:
-            assert await conn.scalar(text("SHOW synchronous_commit")) == "on"
-        first, second = _rec(make_event), _rec(make_event)
-        assert await repository.record(first, durable=False) is True
-        assert await repository.record(first, durable=False) is False
-        await repository.make_durable()
-        assert await _log_rows(engine, account) == 1
+    """The consumer's batch write: same log rows and aggregates as one record at a time, each
+    request id once, whether it repeats inside the batch or was stored before."""
+    rng = random.Random(11)
+    one_by_one, batched = new_id("acct"), new_id("acct")
 
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid})
-        with pytest.raises(DBAPIError):
-            await repository.record(second, durable=False)
-        assert await repository.record(second, durable=False) is True
-        assert await _log_rows(engine, account) == 2
-        assert await repository.get_request(second.request_id) == second
-    finally:
-        await writer.dispose()
+    def events(account: str) -> list[UsageRecord]:
+        return [
+            _rec(
+                make_event,
+                account_id=account,
+                key_id=rng.choice(["key_a", "key_b"]),
+                model=rng.choice(["m1", "m2", "m3"]),
+                input_tokens=rng.randrange(1000),
+                output_tokens=rng.randrange(1000),
+                cached_input_tokens=rng.randrange(10),
+                cache_write_tokens=rng.randrange(10),
+                reasoning_tokens=rng.randrange(10),
+                cost_micros=rng.randrange(10**6),
+                status=rng.choice([events_pb2.REQUEST_STATUS_SUCCEEDED, events_pb2.REQUEST_STATUS_FAILED]),
+                started_at_unix_ms=day0_ms + rng.randrange(3 * DAY_MS),
+            )
+            for _ in range(60)
+        ]
+
+    records = events(one_by_one)
+    for r in records:
+        assert await repository.record(r)
+    # The same usage under the other account: stored in three overlapping batches, with repeats.
+    twins = [dataclasses.replace(r, request_id=r.request_id + "b", account_id=batched) for r in records]
+    assert await repository.record_many(twins[:25] + twins[:5]) == 25
+    assert await repository.record_many(twins[20:50]) == 25
+    assert await repository.record_many(twins) == 10
+    assert await repository.record_many([]) == 0
+    assert await _log_rows(engine, batched) == 60
+    assert [r[1:] for r in await _daily_rows(engine, batched)] == [
+        r[1:] for r in await _daily_rows(engine, one_by_one)
+    ]
+    for r in twins[::7]:
+        assert await repository.get_request(r.request_id) == r
+
+
+async def test_a_batch_the_database_refuses_stores_nothing(
+    repository: UsageRepository, engine: AsyncEngine, account: str, make_event: MakeEvent
+) -> None:
+    first = _rec(make_event)
+    assert await repository.record(first)
+    # An aggregate one request away from bigint's limit: the next cost added to it overflows.
+    async with engine.begin() as conn:
+        await conn.execute(
+            usage_daily.update().where(usage_daily.c.account_id == account).values(cost_micros=2**63 - 10)
+        )
+    other = new_id("acct")
+    good = [_rec(make_event, account_id=other) for _ in range(3)]
+    with pytest.raises(InvalidRecord, match="database refused the batch"):
+        await repository.record_many([*good, _rec(make_event)])
+    assert await _log_rows(engine, account) == 1
+    assert await _log_rows(engine, other) == 0
+    assert await repository.record_many(good) == 3
+    with pytest.raises(InvalidRecord, match="database refused the record"):
+        await repository.record(_rec(make_event))
 
 
 async def test_concurrent_deliveries_of_one_request_count_once(

@@ -11,9 +11,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     Date,
+    DateTime,
+    Integer,
     Select,
+    Text,
     bindparam,
     case,
     func,
@@ -24,7 +28,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
@@ -56,7 +60,6 @@ _COUNTERS = (
     "errors",
 )
 _TOTALS_FIELDS = tuple(f.name for f in dataclasses.fields(Totals))
-_XACT_ID = text("SELECT pg_current_xact_id()")
 
 
 def _log_row(record: UsageRecord) -> dict[str, Any]:
@@ -97,6 +100,57 @@ def _record_statement() -> TextClause:
     )
 
 
+# PostgreSQL's name for each column type, to pass a batch's columns as arrays.
+_SQL_TYPES: dict[type, str] = {
+    Text: "text",
+    Boolean: "boolean",
+    Integer: "integer",
+    BigInteger: "bigint",
+    DateTime: "timestamptz",
+    Date: "date",
+}
+
+
+def _record_many_statement() -> TextClause:
+    """The batch form of `_record_statement`: one array parameter per column (plus `day` and
+    `errors`), unnested into rows; the rows whose request id is new go to the log, and only
+    those, summed per (account, day, key, model), to the aggregates. Selects how many were new.
+
+    The batch must not hold one request id twice (the aggregates would count it twice):
+    `record_many` drops repeats first. `sum(bigint)` is numeric, assigned back to bigint (an
+    overflow fails the statement, as it does for one record)."""
+    log = [c.name for c in _LOG_COLUMNS]
+    columns = [(c.name, _SQL_TYPES[type(c.type)]) for c in _LOG_COLUMNS]
+    columns += [("day", "date"), ("errors", "bigint")]
+    day_key = ["account_id", "day", "key_id", "model"]
+    sums = [f"sum(b.{n})" for n in _COUNTERS if n != "requests"]
+    sql = f"""
+        WITH batch AS (
+            SELECT * FROM unnest({", ".join(f"CAST(:{n} AS {t}[])" for n, t in columns)})
+                AS b({", ".join(n for n, _ in columns)})
+        ), inserted AS (
+            INSERT INTO request_log ({", ".join(log)})
+            SELECT {", ".join(log)} FROM batch
+            ON CONFLICT (request_id) DO NOTHING
+            RETURNING request_id
+        ), added AS (
+            INSERT INTO usage_daily ({", ".join(day_key)}, {", ".join(_COUNTERS)})
+            SELECT {", ".join(f"b.{n}" for n in day_key)}, count(*), {", ".join(sums)}
+            FROM batch b JOIN inserted i ON i.request_id = b.request_id COLLATE "C"
+            GROUP BY {", ".join(f"b.{n}" for n in day_key)}
+            ON CONFLICT ({", ".join(day_key)}) DO UPDATE SET
+                {", ".join(f"{n} = usage_daily.{n} + excluded.{n}" for n in _COUNTERS)}
+        )
+        SELECT count(*) FROM inserted
+    """  # noqa: S608 - every name comes from the table definitions, every value is a parameter
+    return text(sql)
+
+
+def _record_many_params(records: Sequence[UsageRecord]) -> dict[str, list[Any]]:
+    rows = [_record_params(r) for r in records]
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
 def _record_params(record: UsageRecord) -> dict[str, Any]:
     params = _log_row(record)
     params["day"] = record.day
@@ -129,6 +183,15 @@ def _in_range(column: Any, span: TimeRange) -> list[ColumnElement[bool]]:
 
 
 _RECORD = _record_statement()
+_RECORD_MANY = _record_many_statement()
+
+
+def _refused(exc: DBAPIError) -> bool:
+    """The database refused the values themselves (SQLSTATE class 22, a data exception such as
+    an overflow, or 23, a constraint): the same statement can never succeed. The asyncpg dialect
+    raises both as a plain DBAPIError, so the SQLSTATE is what tells them apart."""
+    state = str(getattr(exc.orig, "sqlstate", None) or "")
+    return state[:2] in ("22", "23")
 
 
 # The database cannot be reached or is going away: the same query may succeed later.
@@ -148,11 +211,8 @@ _UNREACHABLE = (
 
 
 class UsageRepository:
-    def __init__(self, engine: AsyncEngine, *, writer: AsyncEngine | None = None) -> None:
-        """`engine` serves reads and durable writes; `writer` (default: `engine`) the writes that
-        need not be durable yet (adapters.database.open_writer)."""
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._writer = writer or engine
 
     @contextlib.asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -162,37 +222,38 @@ class UsageRepository:
         except _UNREACHABLE as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def record(self, record: UsageRecord, *, durable: bool = True) -> bool:
+    async def record(self, record: UsageRecord) -> bool:
         """Store `record` once: a new request id adds a log row and its usage to the day's
         aggregate; a request id already stored changes nothing. True when it was new.
 
         One statement does both (the aggregate insert reads the log insert's RETURNING), so the
-        two can never disagree, whatever is redelivered or runs concurrently.
-
-        With `durable=False` the write is one statement in autocommit on the writer engine, and
-        its commit need not wait for the disk (it does not on open_writer's connections): atomic
-        and visible at once, but it may be lost if PostgreSQL crashes, until `make_durable()`."""
+        two can never disagree, whatever is redelivered or runs concurrently."""
         try:
-            if durable:
-                async with self._engine.begin() as conn:
-                    result = await conn.execute(_RECORD, _record_params(record))
-                    return result.first() is not None
-            async with self._writer.connect() as conn:
-                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                result = await auto.execute(_RECORD, _record_params(record))
+            async with self._engine.begin() as conn:
+                result = await conn.execute(_RECORD, _record_params(record))
                 return result.first() is not None
-        except (DataError, IntegrityError) as exc:
-            # The database refuses this record's values; retrying cannot help.
-            raise InvalidRecord(f"database refused the record: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if _refused(exc):  # retrying cannot help
+                raise InvalidRecord(f"database refused the record: {exc.orig}") from exc
+            raise
 
-    async def make_durable(self) -> None:
-        """Return once every write committed before the call is on disk.
-
-        A commit that waits for the disk flushes the write-ahead log up to its own commit
-        record, which lies after those of every earlier (asynchronous) commit; assigning a
-        transaction id is what makes this otherwise empty transaction write one."""
-        async with self._engine.begin() as conn:
-            await conn.execute(_XACT_ID)
+    async def record_many(self, records: Sequence[UsageRecord]) -> int:
+        """Store each of `records` once, as `record` does, in one statement and one transaction
+        (committed when durable); how many were new. All or none: a record the database refuses
+        (InvalidRecord) leaves every other one unstored."""
+        first: dict[str, UsageRecord] = {}
+        for r in records:
+            first.setdefault(r.request_id, r)
+        unique = list(first.values())
+        if not unique:
+            return 0
+        try:
+            async with self._engine.begin() as conn:
+                return int(await conn.scalar(_RECORD_MANY, _record_many_params(unique)) or 0)
+        except DBAPIError as exc:
+            if _refused(exc):
+                raise InvalidRecord(f"database refused the batch: {exc.orig}") from exc
+            raise
 
     async def get_request(self, request_id: str) -> UsageRecord | None:
         stmt = select(*_LOG_COLUMNS).where(request_log.c.request_id == request_id)
