@@ -24,6 +24,10 @@ CLAUDE = "anthropic/claude-sonnet-4.6"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}
 BAD_KEY = "cm-" + "x" * 48
+GEMINI = "google/gemini-2.5-flash"
+FUNCTION_TOOL = {"type": "function", "name": "get_time", "parameters": {"type": "object"}}
+SERVER_TOOL = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+CUSTOM_TOOL = {"type": "custom", "custom": {"name": "run_sql"}}
 
 
 def body_for(protocol: str, text: str, model: str = GPT, **extra: Any) -> dict[str, Any]:
@@ -181,6 +185,33 @@ def _cases() -> list[Case]:
             429,
             anthropic_type="rate_limit_error",
             retry_after="1",
+        ),
+        # A vendor's own tool asked of another vendor's model: refused, never silently dropped.
+        Case(
+            "hosted tool on claude",
+            "responses",
+            lambda: body_for("responses", "hi", CLAUDE, tools=[FUNCTION_TOOL, {"type": "web_search"}]),
+            400,
+            IRE,
+            param="tools[1].type",
+            code="unsupported_value",
+        ),
+        Case(
+            "server tool on gpt",
+            "messages",
+            lambda: body_for("messages", "hi", GPT, tools=[SERVER_TOOL]),
+            400,
+            anthropic_type=IRE,
+            param="tools[0].type",
+        ),
+        Case(
+            "custom tool on gemini",
+            "chat",
+            lambda: body_for("chat", "hi", GEMINI, tools=[CUSTOM_TOOL]),
+            400,
+            IRE,
+            param="tools[0].type",
+            code="unsupported_value",
         ),
     ]
     return cases

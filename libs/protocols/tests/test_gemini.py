@@ -118,12 +118,6 @@ def test_full_request_mapping() -> None:
                 parameters={"type": "object", "additionalProperties": False},
             ),
             Tool(name="get_time"),
-            Tool(
-                name="web_search",
-                kind="web_search",
-                raw={"type": "web_search"},
-                raw_protocol=Protocol.OPENAI_RESPONSES,
-            ),
         ],
         tool_choice=ToolChoice("tool", "get_weather"),
         response_format=ResponseFormat("json_schema", schema={"type": "object"}, name="out"),

@@ -969,10 +969,11 @@ def _system_to_anthropic(request: Request) -> str | list[dict[str, Any]] | None:
 
 def _tools_to_anthropic(request: Request) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for t in request.tools:
+    for i, t in enumerate(request.tools):
         if t.kind != "function":
-            if t.raw is not None and t.raw_protocol is Protocol.ANTHROPIC_MESSAGES:
-                out.append(t.raw)
+            if t.raw is None or t.raw_protocol is not Protocol.ANTHROPIC_MESSAGES:
+                raise v.unsupported_tool(i, t.kind)
+            out.append(t.raw)
             continue
         tool: dict[str, Any] = {"name": t.name}
         if t.description is not None:

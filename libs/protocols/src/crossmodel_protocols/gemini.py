@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from crossmodel_protocols import validation as v
 from crossmodel_protocols.canonical import (
     BlockStart,
     BlockStop,
@@ -305,9 +306,10 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}
     decls: list[dict[str, Any]] = []
-    for t in request.tools:
+    for i, t in enumerate(request.tools):
         if t.kind != "function":
-            continue
+            # No client protocol carries Gemini's own tools (googleSearch, codeExecution, …).
+            raise v.unsupported_tool(i, t.kind)
         d: dict[str, Any] = {"name": t.name}
         if t.description is not None:
             d["description"] = t.description

@@ -722,10 +722,11 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
 
 def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for t in request.tools:
+    for i, t in enumerate(request.tools):
         if t.kind != "function":
-            if t.raw is not None and t.raw_protocol is Protocol.OPENAI_CHAT:
-                out.append(t.raw)
+            if t.raw is None or t.raw_protocol is not Protocol.OPENAI_CHAT:
+                raise v.unsupported_tool(i, t.kind)
+            out.append(t.raw)
             continue
         fn: dict[str, Any] = {"name": t.name}
         if t.description is not None:

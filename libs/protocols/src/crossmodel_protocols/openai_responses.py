@@ -1138,9 +1138,11 @@ def build_input(request: Request) -> list[dict[str, Any]]:
     return items
 
 
-def _upstream_tool(t: Tool) -> dict[str, Any] | None:
+def _upstream_tool(i: int, t: Tool) -> dict[str, Any]:
     if t.kind != "function":
-        return t.raw if t.raw is not None and t.raw_protocol is Protocol.OPENAI_RESPONSES else None
+        if t.raw is None or t.raw_protocol is not Protocol.OPENAI_RESPONSES:
+            raise v.unsupported_tool(i, t.kind)
+        return t.raw
     out: dict[str, Any] = {"type": "function", "name": t.name}
     if t.description is not None:
         out["description"] = t.description
@@ -1170,7 +1172,7 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
-    tools = [t for t in (_upstream_tool(t) for t in request.tools) if t is not None]
+    tools = [_upstream_tool(i, t) for i, t in enumerate(request.tools)]
     if tools:
         body["tools"] = tools
     tc = request.tool_choice

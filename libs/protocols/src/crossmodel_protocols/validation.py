@@ -68,6 +68,20 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
+def unsupported_tool(index: int, kind: str) -> InvalidRequest:
+    """A vendor's own tool (OpenAI's hosted `web_search`, Anthropic's server `web_search_…`, …)
+    asked of a model of another vendor, which has no such tool. Dropping it would answer without
+    the tool as if it had been used; the vendors themselves refuse a tool a model lacks."""
+    param = f"tools[{index}].type"
+    return InvalidRequest(
+        f"Invalid value for '{param}': tool type '{kind}' is not supported with this model. "
+        "A vendor's own hosted or server tools reach only that vendor's models; "
+        "'function' tools reach every model.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
 def invalid_value(
     param: str, value: Any, allowed: Iterable[str] | None = None, why: str = ""
 ) -> InvalidRequest:
