@@ -84,6 +84,59 @@ def test_a_spool_segment_and_its_name_are_durable_before_it_is_sent(
     assert _decode_frames(path.read_bytes()) == records
 
 
+async def test_a_segment_is_on_disk_before_it_is_sent_and_synced_only_if_the_ack_is_slow(
+    broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch is in the spool (the page cache) before it is sent, so the process can die at
+    any moment; the disk is waited for only when the broker is slow to acknowledge (or fails),
+    and then for the segment and its directory."""
+    await _create_topic(broker.bootstrap, "staged")
+    spool = tmp_path / "spool"
+    synced: list[tuple[bool, list[str]]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), sorted(p.name for p in spool.iterdir())))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    producer = SpooledProducer(broker.bootstrap, spool, sync_after=0.1)
+    on_disk_at_send: list[list[OutgoingRecord]] = []
+    delay = {"seconds": 0.0}
+    send = producer._send_records
+
+    async def observed(records: list[OutgoingRecord]) -> None:
+        (segment,) = spool.glob("*.spool")
+        on_disk_at_send.append(_decode_frames(segment.read_bytes()))
+        await asyncio.sleep(delay["seconds"])
+        await send(records)
+
+    monkeypatch.setattr(producer, "_send_records", observed)
+    await producer.start()
+    try:
+        fast = [OutgoingRecord("staged", b"k", f"fast-{i}".encode(), []) for i in range(3)]
+        for r in fast:
+            producer.publish(r)
+        assert await producer.flush(10)
+        assert on_disk_at_send == [fast]
+        assert synced == []
+        assert list(spool.iterdir()) == []
+
+        delay["seconds"] = 0.5
+        slow = OutgoingRecord("staged", b"k", b"slow", [])
+        producer.publish(slow)
+        assert await producer.flush(10)
+        assert on_disk_at_send[1:] == [[slow]]
+        assert synced == [
+            (False, ["00000000000000000001.spool"]),
+            (True, ["00000000000000000001.spool"]),
+        ]
+        assert list(spool.iterdir()) == []
+        assert producer.sent == 4
+    finally:
+        await producer.stop()
+
+
 async def test_events_survive_a_broker_outage_through_the_spool(tmp_path: Path) -> None:
     port = free_port()
     producer = SpooledProducer(f"127.0.0.1:{port}", tmp_path / "spool", retry_seconds=0.2)
@@ -92,6 +145,8 @@ async def test_events_survive_a_broker_outage_through_the_spool(tmp_path: Path) 
         producer.publish(OutgoingRecord("outage", b"k", f"event-{i}".encode(), []))
     await _eventually(lambda: producer.pending_segments > 0)
     assert producer.sent == 0
+    # Waiting for the broker, the segments are durable.
+    await _eventually(lambda: all(s.synced for s in producer._pending))
 
     with TansuBroker(port=port) as b:
         await _create_topic(b.bootstrap, "outage")

@@ -1,10 +1,14 @@
 """Kafka helpers: a producer that never drops an event, and an idempotent-consumer loop.
 
 Producer: `publish()` only enqueues (the hot path never waits for Kafka). A background task
-writes each batch to a spool segment on local disk (fsync), then sends it; a segment is deleted
-only once the broker acknowledged every record in it. While the broker is unreachable segments
-accumulate and are replayed in order when it returns, and on start-up anything left by a
-previous run is replayed. Replays can duplicate records; consumers are idempotent.
+writes each batch to a spool segment on local disk, then sends it; a segment is deleted only
+once the broker acknowledged every record in it. A segment is written without waiting for the
+disk (it survives the process at once, a crash of the machine only once synced); it is synced,
+with its directory, as soon as its send fails or is not acknowledged within `sync_after`, and
+every segment is written synced while the broker is unreachable. While the broker is
+unreachable segments accumulate and are replayed in order when it returns, and on start-up
+anything left by a previous run is replayed. Replays can duplicate records; consumers are
+idempotent.
 
 Consumer: trace context and x-request-id come from the record headers, so each record is
 processed in a CONSUMER span that continues the producer's trace. Offsets are committed only
@@ -48,6 +52,16 @@ def trace_headers(request_id: str) -> Headers:
     headers = [(k, v.encode()) for k, v in carrier.items()]
     headers.append((REQUEST_ID_HEADER, request_id.encode()))
     return headers
+
+
+@dataclass(slots=True)
+class _Segment:
+    """A spool file not yet acknowledged, with its records when this process wrote it (None:
+    left by an earlier run, read back from disk when sent) and whether it is on disk for sure."""
+
+    path: Path
+    records: list[OutgoingRecord] | None
+    synced: bool
 
 
 @dataclass(slots=True)
@@ -106,6 +120,14 @@ def _decode_frames(data: bytes) -> list[OutgoingRecord]:
     return out
 
 
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class SpooledProducer:
     """Asynchronous, batched, durable event producer (see module docstring)."""
 
@@ -118,6 +140,7 @@ class SpooledProducer:
         enable_idempotence: bool = False,
         max_batch: int = 500,
         retry_seconds: float = 1.0,
+        sync_after: float = 0.2,
     ) -> None:
         self._bootstrap = bootstrap
         self._spool = Path(spool_dir)
@@ -125,13 +148,13 @@ class SpooledProducer:
         self._idempotence = enable_idempotence
         self._max_batch = max_batch
         self._retry = retry_seconds
+        self._sync_after = sync_after
         self._queue: asyncio.Queue[OutgoingRecord] = asyncio.Queue()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
-        # Segments on disk not yet acknowledged, oldest first, with their records when this
-        # process wrote them (None: left by an earlier run, read back from disk when sent).
-        self._pending: collections.deque[tuple[Path, list[OutgoingRecord] | None]] = collections.deque()
+        # Segments on disk not yet acknowledged, oldest first.
+        self._pending: collections.deque[_Segment] = collections.deque()
         self._busy = False
         self.sent = 0
 
@@ -146,7 +169,7 @@ class SpooledProducer:
     async def start(self) -> None:
         self._spool.mkdir(parents=True, exist_ok=True)
         existing = sorted(self._spool.glob("*.spool"))
-        self._pending.extend((path, None) for path in existing)
+        self._pending.extend(_Segment(path, None, synced=True) for path in existing)
         self._seq = int(existing[-1].stem) + 1 if existing else 0
         self._task = asyncio.create_task(self._run(), name="usage-producer")
 
@@ -157,7 +180,8 @@ class SpooledProducer:
                 client_id=self._client_id,
                 acks="all",
                 enable_idempotence=self._idempotence,
-                linger_ms=5,
+                # The batches come grouped already (the edge's linger); send each at once.
+                linger_ms=0,
                 request_timeout_ms=10_000,
             )
             try:
@@ -175,7 +199,26 @@ class SpooledProducer:
         return path
 
     @staticmethod
+    def _stage_segment(path: Path, records: Sequence[OutgoingRecord]) -> None:
+        """Write a segment without waiting for the disk: a few system calls into the page cache,
+        cheap enough for the event loop. A crash mid-write leaves a torn last frame, which
+        `_decode_frames` ignores (that frame was never acknowledged either)."""
+        with open(path, "wb") as f:
+            f.write(b"".join(_encode_frame(r) for r in records))
+
+    @staticmethod
+    def _sync_segment(path: Path) -> None:
+        """Make a staged segment and its name durable."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _sync_directory(path.parent)
+
+    @staticmethod
     def _write_segment(path: Path, records: Sequence[OutgoingRecord]) -> Path:
+        """Write a segment durably: its bytes, then its final name."""
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(b"".join(_encode_frame(r) for r in records))
@@ -184,33 +227,53 @@ class SpooledProducer:
         os.replace(tmp, path)
         # The rename is only durable once the directory is: without this, a power loss soon
         # after could leave the segment under its temporary name, which no start replays.
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _sync_directory(path.parent)
         return path
 
-    async def _send_segment(self, path: Path, records: list[OutgoingRecord] | None) -> None:
-        if records is None:
-            records = _decode_frames(await asyncio.to_thread(path.read_bytes))
+    async def _sync(self, segment: _Segment) -> None:
+        if not segment.synced and segment.path.exists():
+            await asyncio.to_thread(self._sync_segment, segment.path)
+        segment.synced = True
+
+    async def _sync_pending(self) -> None:
+        for segment in list(self._pending):
+            await self._sync(segment)
+
+    async def _send_records(self, records: list[OutgoingRecord]) -> None:
         producer = await self._ensure_producer()
         futures = [await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers) for r in records]
         await asyncio.gather(*futures)
+
+    async def _send_segment(self, segment: _Segment) -> None:
+        records = segment.records
+        if records is None:
+            records = _decode_frames(await asyncio.to_thread(segment.path.read_bytes))
+        sending = asyncio.ensure_future(self._send_records(records))
+        try:
+            if not segment.synced:
+                # An acknowledgement that is slow in coming: the segment may wait a while, so it
+                # is made durable meanwhile.
+                done, _ = await asyncio.wait({sending}, timeout=self._sync_after)
+                if not done:
+                    await self._sync(segment)
+            await sending
+        except BaseException:
+            sending.cancel()
+            raise
         # unlink is one cheap syscall; a thread hop would cost more than it saves.
-        os.unlink(path)
+        os.unlink(segment.path)
         self.sent += len(records)
 
     async def _drain_spool(self) -> bool:
         """Send every segment in order; False when the broker failed (segments kept)."""
         while self._pending:
-            path, records = self._pending[0]
             try:
-                await self._send_segment(path, records)
+                await self._send_segment(self._pending[0])
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning(
                     "kafka unavailable, events kept in spool", error=str(exc), segments=len(self._pending)
                 )
+                await self._sync_pending()
                 await self._reset_producer()
                 return False
             self._pending.popleft()
@@ -247,8 +310,11 @@ class SpooledProducer:
             try:
                 if batch:
                     path = self._next_segment()
-                    await asyncio.to_thread(self._write_segment, path, batch)
-                    self._pending.append((path, batch))
+                    if healthy:
+                        self._stage_segment(path, batch)
+                    else:  # it will wait for the broker: durable at once
+                        await asyncio.to_thread(self._write_segment, path, batch)
+                    self._pending.append(_Segment(path, batch, synced=not healthy))
                 healthy = await self._drain_spool()
             finally:
                 self._busy = False
@@ -277,10 +343,12 @@ class SpooledProducer:
         while batch:
             path = self._next_segment()
             self._write_segment(path, batch)
-            self._pending.append((path, batch))
+            self._pending.append(_Segment(path, batch, synced=True))
             batch = self._take_batch()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._drain_spool(), timeout)
+        # Whatever is left waits for the next start: on disk for sure.
+        await self._sync_pending()
         await self._reset_producer()
 
 
