@@ -123,7 +123,8 @@ async def test_the_floor_relays_the_upstream_answer_through_its_hops(simulator: 
     redis = await find_redis(tmp_path, persist=False)
     try:
         direct = _target(simulator)
-        async with floor_target(direct.url, "sk-simulator", redis.url) as url:
+        async with floor_target(direct.url, "sk-simulator", redis.url) as processes:
+            url = processes.url
             floor = Target(url, HEADERS, direct.body, direct.stream_body)
             [through_floor, straight] = await run_loadgen(
                 {"floor": floor, "direct": direct},
@@ -144,13 +145,27 @@ async def test_the_floor_relays_the_upstream_answer_through_its_hops(simulator: 
                 answer.pop("id")
                 answer.pop("created")
             assert via_floor == upstream
-            report = await compare(direct, direct, requests=4, concurrency=2, warmup=False, floor=floor)
+            report = await compare(
+                direct,
+                direct,
+                requests=40,
+                concurrency=2,
+                warmup=False,
+                floor=floor,
+                serial_pids={"floor": processes.pids},
+            )
     finally:
         redis.stop()
     assert report.floor is not None
-    assert (report.floor.ok, report.floor.errors) == (4, 0)
+    assert (report.floor.ok, report.floor.errors) == (40, 0)
     assert "floor = the same hops with no work in them" in report.table()
-    assert report.as_json()["floor"]["ok"] == 4
+    assert report.as_json()["floor"]["ok"] == 40
+    # Each of the floor's three processes worked for each request of the latency phase.
+    assert set(report.cpu_ms_serial) == {"floor"}
+    assert set(report.cpu_ms_serial["floor"]) == {"edge", "auth", "router"}
+    assert all(ms > 0 for ms in report.cpu_ms_serial["floor"].values()), report.cpu_ms_serial
+    assert "    floor: " in report.table()
+    assert report.as_json()["cpu_ms_serial"]["floor"].keys() == {"edge", "auth", "router"}
 
 
 async def test_the_concurrency_1_phases_alternate_between_the_targets_in_rounds() -> None:

@@ -294,6 +294,9 @@ class Report:
     # Per target of the throughput phase: CPU ms each process spent per request (the CPU of the
     # load generator's run, over the requests it made, priming ones included).
     cpu_ms_per_request: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per target of the latency phase (concurrency 1, where the path is serial and its latency
+    # about the sum of this CPU): CPU ms each of its own processes spent per request.
+    cpu_ms_serial: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -362,6 +365,9 @@ class Report:
             "cpu_ms_per_request": {
                 k: {p: round(ms, 3) for p, ms in v.items()} for k, v in self.cpu_ms_per_request.items()
             },
+            "cpu_ms_serial": {
+                k: {p: round(ms, 3) for p, ms in v.items()} for k, v in self.cpu_ms_serial.items()
+            },
             "floor": None
             if self.floor is None or self.floor_added_p50 is None
             else {**side(self.floor), "added_p50_ms": round(self.floor_added_p50, 3)},
@@ -404,13 +410,18 @@ class Report:
             f"  {self.cores} cores shared by the load generator, the simulator and the five services:",
             "  compare ratios and added ms; absolute numbers depend on the machine.",
         ]
-        for name, per in self.cpu_ms_per_request.items():
+
+        def listed(per: Mapping[str, float]) -> str:
             parts = "  ".join(
                 f"{p} {ms:.2f}" for p, ms in sorted(per.items(), key=lambda kv: -kv[1]) if ms > 0
             )
-            out.append(
-                f"  CPU ms per request, {name} throughput phase: {parts}  (total {sum(per.values()):.2f})"
-            )
+            return f"{parts}  (total {sum(per.values()):.2f})"
+
+        if self.cpu_ms_serial:
+            out.append("  CPU ms per request at concurrency 1, the serial path's own processes:")
+            out += [f"    {name}: {listed(per)}" for name, per in self.cpu_ms_serial.items()]
+        for name, per in self.cpu_ms_per_request.items():
+            out.append(f"  CPU ms per request, {name} throughput phase: {listed(per)}")
         out += [f"  note: {n}" for n in self.notes]
         out += [f"  ERROR: {e}" for e in self.errors()]
         return "\n".join(out)
@@ -480,6 +491,7 @@ async def compare(
     warmup: bool = True,
     pids: Mapping[str, int] | None = None,
     floor: Target | None = None,
+    serial_pids: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Report:
     """Warm the targets up, then measure. The concurrency-1 phases (latency, then time to first
     bytes) alternate between the targets in ROUNDS rounds in one load-generator process.
@@ -487,7 +499,8 @@ async def compare(
     short unmeasured prime of its connections: its burst of usage events must not be consumed
     during the c=1 phases, and `pids` (name -> process) are sampled around each target's run for
     the CPU each request costs each process. `floor` (crossmodel_devstack.floor) is measured in
-    the latency phase only."""
+    the latency phase only. `serial_pids` (target -> its own processes, none shared with another
+    target) are sampled around the latency phase for the CPU a sequential request costs them."""
     targets = {"direct": direct, "gateway": gateway}
     if floor is not None:
         targets["floor"] = floor
@@ -503,10 +516,18 @@ async def compare(
         )
     results: dict[tuple[str, str], Timings] = {}
     cpu: dict[str, dict[str, float]] = {}
+    serial: dict[str, dict[str, float]] = {}
     for phase, kind, n in (("latency", "request", requests), ("stream", "stream", requests)):
         names = [name for name in targets if name != "floor" or phase == "latency"]
+        own = serial_pids if phase == "latency" and serial_pids else {}
+        at_start = {name: cpu_seconds(p) for name, p in own.items()}
         for name, timings in (await _interleaved(targets, names, kind, n)).items():
             results[phase, name] = timings
+        for name, p in own.items():
+            after, ok = cpu_seconds(p), results[phase, name].ok
+            if ok:
+                start = at_start[name]
+                serial[name] = {q: (after[q] - start[q]) * 1000 / ok for q in after if q in start}
     for name in ("direct", "gateway"):
         prime = {"target": name, "kind": "request", "requests": 2 * concurrency, "concurrency": concurrency}
         measured = {**prime, "requests": 2 * requests}
@@ -528,6 +549,7 @@ async def compare(
         concurrency=concurrency,
         cores=os.cpu_count() or 0,
         cpu_ms_per_request=cpu,
+        cpu_ms_serial=serial,
         floor=results.get(("latency", "floor")),
     )
 
@@ -624,13 +646,21 @@ async def bench(state_dir: Path, *, requests: int, concurrency: int, quiet: bool
 
     async with (
         bench_stack(state_dir, say) as b,
-        floor_target(b.direct.url, SIMULATOR_KEY, b.harness.infra.redis.url) as floor_url,
+        floor_target(b.direct.url, SIMULATOR_KEY, b.harness.infra.redis.url) as floor_processes,
     ):
-        floor = Target(floor_url, b.direct.headers, b.direct.body, b.direct.stream_body)
+        floor = Target(floor_processes.url, b.direct.headers, b.direct.body, b.direct.stream_body)
+        # The request path's own processes; the simulator serves every target and is left out.
+        gateway_pids = {name: pid for name, pid in b.pids.items() if name in ("edge", "auth", "router")}
         load_before = _loadavg()
         say(f"Measuring ({requests} requests per phase, concurrency 1 and {concurrency})…")
         report = await compare(
-            b.direct, b.gateway, requests=requests, concurrency=concurrency, pids=b.pids, floor=floor
+            b.direct,
+            b.gateway,
+            requests=requests,
+            concurrency=concurrency,
+            pids=b.pids,
+            floor=floor,
+            serial_pids={"gateway": gateway_pids, "floor": floor_processes.pids},
         )
         # Other work on the machine takes cores from the hops; the figures are only as quiet
         # as the machine was.

@@ -16,7 +16,7 @@ No keys, JSON, spans, logs, protobuf messages or usage events: the difference be
 gateway and this floor is what CrossModel's own work costs on top of its hops.
 
 `python -m crossmodel_devstack.floor edge|auth|router ...` runs one of them;
-`floor_target()` starts all three and yields the bench Target.
+`floor_target()` starts all three and yields their URL and process ids.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import IO, Any  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -122,9 +123,15 @@ def edge(port: int, auth_target: str, router_target: str) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FloorProcesses:
+    url: str  # the floor edge's URL for a POST
+    pids: dict[str, int]  # "edge", "auth", "router" -> process id
+
+
 @contextlib.asynccontextmanager
-async def floor_target(upstream: str, upstream_key: str, redis_url: str) -> AsyncIterator[str]:
-    """Start the three floor processes; yield the edge's URL for a POST."""
+async def floor_target(upstream: str, upstream_key: str, redis_url: str) -> AsyncIterator[FloorProcesses]:
+    """Start the three floor processes; yield where they are."""
     from crossmodel_devstack.broker import free_port
 
     ports = {name: free_port() for name in ("edge", "auth", "router")}
@@ -142,7 +149,8 @@ async def floor_target(upstream: str, upstream_key: str, redis_url: str) -> Asyn
         ]
         try:
             await _wait_ready(url, procs, errors)
-            yield url + "/"
+            names = ("auth", "router", "edge")  # the order of argvs
+            yield FloorProcesses(url + "/", {name: p.pid for name, p in zip(names, procs, strict=True)})
         finally:
             for p in procs:
                 if p.returncode is None:
