@@ -137,6 +137,65 @@ async def test_a_segment_is_on_disk_before_it_is_sent_and_synced_only_if_the_ack
         await producer.stop()
 
 
+async def test_a_published_record_is_in_the_spool_at_once_and_survives_a_crash(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    """No window in memory: publish() puts the record in the open segment before it returns,
+    long before the linger seals it, so a process that dies right after loses nothing."""
+    await _create_topic(broker.bootstrap, "crash")
+    spool = tmp_path / "spool"
+    records = [OutgoingRecord("crash", b"k", f"e{i}".encode(), [("x-request-id", b"r")]) for i in range(3)]
+    doomed = SpooledProducer(broker.bootstrap, spool, linger_seconds=60)
+    await doomed.start()
+    for r in records:
+        doomed.publish(r)
+        (segment,) = spool.glob("*.spool")
+        assert _decode_frames(segment.read_bytes())[-1] == r
+    # The process dies: none of its code runs again (no seal, no send, no stop).
+    assert doomed._task is not None
+    doomed._task.cancel()
+    assert doomed._sealer is not None
+    doomed._sealer.cancel()
+    assert doomed.sent == 0
+
+    heir = SpooledProducer(broker.bootstrap, spool)
+    await heir.start()
+    try:
+        await _eventually(lambda: heir.sent == 3)
+        assert list(spool.iterdir()) == []
+    finally:
+        await heir.stop()
+
+
+async def test_a_spool_that_cannot_be_written_still_lets_the_events_through(
+    broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing append (a full disk) never reaches the caller: the records are kept in memory,
+    written whole when the segment is sealed, and sent."""
+    import crossmodel_common.kafka as kafka_module
+
+    await _create_topic(broker.bootstrap, "nospace")
+    failed: list[str] = []
+
+    def full_disk(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode == "ab":
+            failed.append(Path(path).name)
+            raise OSError(28, "No space left on device")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(kafka_module, "open", full_disk, raising=False)
+    producer = SpooledProducer(broker.bootstrap, tmp_path / "spool", linger_seconds=0.05)
+    await producer.start()
+    try:
+        for i in range(4):
+            producer.publish(OutgoingRecord("nospace", b"k", f"e{i}".encode(), []))
+        assert await producer.flush(10)
+        assert producer.sent == 4
+        assert failed == ["00000000000000000000.spool"]
+    finally:
+        await producer.stop()
+
+
 async def test_events_survive_a_broker_outage_through_the_spool(tmp_path: Path) -> None:
     port = free_port()
     producer = SpooledProducer(f"127.0.0.1:{port}", tmp_path / "spool", retry_seconds=0.2)

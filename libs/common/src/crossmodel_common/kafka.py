@@ -1,11 +1,12 @@
 """Kafka helpers: a producer that never drops an event, and an idempotent-consumer loop.
 
-Producer: `publish()` only enqueues (the hot path never waits for Kafka). A background task
-writes each batch to a spool segment on local disk, then sends it; a segment is deleted only
-once the broker acknowledged every record in it. A segment is written without waiting for the
-disk (it survives the process at once, a crash of the machine only once synced); it is synced,
-with its directory, as soon as its send fails or is not acknowledged within `sync_after`, and
-every segment is written synced while the broker is unreachable. While the broker is
+Producer: `publish()` appends the record to the open spool segment on local disk and returns
+(the hot path never waits for Kafka, nor for the disk). The segment is sealed after a linger
+and sent by a background task; it is deleted only once the broker acknowledged every record in
+it. Segments are written without waiting for the disk (a record survives a crash of the process
+as soon as it is published, a crash of the machine once its segment is synced); a segment is
+synced, with its directory, as soon as its send fails or is not acknowledged within
+`sync_after`, and at once while the broker is unreachable. While the broker is
 unreachable segments accumulate and are replayed in order when it returns, and on start-up
 anything left by a previous run is replayed. Replays can duplicate records; consumers are
 idempotent.
@@ -29,7 +30,7 @@ import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -57,11 +58,13 @@ def trace_headers(request_id: str) -> Headers:
 @dataclass(slots=True)
 class _Segment:
     """A spool file not yet acknowledged, with its records when this process wrote it (None:
-    left by an earlier run, read back from disk when sent) and whether it is on disk for sure."""
+    left by an earlier run, read back from disk when sent), whether its bytes are in the file
+    and whether they are on disk for sure."""
 
     path: Path
     records: list[OutgoingRecord] | None
     synced: bool
+    written: bool = True
 
 
 @dataclass(slots=True)
@@ -128,8 +131,26 @@ def _sync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class _OpenSegment:
+    """The segment `publish()` is appending to: its records, and its file while writing it
+    works (None after a write failed: the records are then written whole when it is sealed)."""
+
+    __slots__ = ("file", "path", "records")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[OutgoingRecord] = []
+        self.file: BinaryIO | None = None
+
+
 class SpooledProducer:
-    """Asynchronous, batched, durable event producer (see module docstring)."""
+    """Asynchronous, batched, durable event producer (see module docstring).
+
+    `publish()` appends each record to the open spool segment as it comes (one write into the
+    page cache, no waiting for the disk), so a record survives a crash of this process from the
+    moment it is published. The open segment is sealed `linger_seconds` after its first record
+    (at the next turn of the event loop when 0) or at `max_batch` records, then sent in one
+    produce request."""
 
     def __init__(
         self,
@@ -139,6 +160,7 @@ class SpooledProducer:
         client_id: str = "crossmodel",
         enable_idempotence: bool = False,
         max_batch: int = 500,
+        linger_seconds: float = 0.0,
         retry_seconds: float = 1.0,
         sync_after: float = 0.2,
     ) -> None:
@@ -147,20 +169,67 @@ class SpooledProducer:
         self._client_id = client_id
         self._idempotence = enable_idempotence
         self._max_batch = max_batch
+        self._linger = linger_seconds
         self._retry = retry_seconds
         self._sync_after = sync_after
-        self._queue: asyncio.Queue[OutgoingRecord] = asyncio.Queue()
+        self._open: _OpenSegment | None = None
+        self._sealer: asyncio.Handle | None = None
+        self._sealed: asyncio.Queue[_Segment] = asyncio.Queue()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
         # Segments on disk not yet acknowledged, oldest first.
         self._pending: collections.deque[_Segment] = collections.deque()
         self._busy = False
+        self.published = 0
         self.sent = 0
 
     def publish(self, record: OutgoingRecord) -> None:
-        """Enqueue; never blocks and never raises on broker trouble."""
-        self._queue.put_nowait(record)
+        """Append to the open segment; never blocks on the broker and never raises."""
+        segment = self._open
+        if segment is None:
+            segment = self._open = _OpenSegment(self._next_segment())
+            try:
+                segment.file = open(segment.path, "ab", buffering=0)  # noqa: SIM115 - closed on seal
+            except OSError as exc:
+                log.warning("spool not writable, events held in memory", error=str(exc))
+            loop = asyncio.get_running_loop()
+            if self._linger > 0:
+                self._sealer = loop.call_later(self._linger, self.seal)
+            else:
+                self._sealer = loop.call_soon(self.seal)
+        segment.records.append(record)
+        self.published += 1
+        if segment.file is not None:
+            try:
+                segment.file.write(_encode_frame(record))
+            except OSError as exc:
+                log.warning("spool write failed, events held in memory", error=str(exc))
+                with contextlib.suppress(OSError):
+                    segment.file.close()
+                segment.file = None
+        if len(segment.records) >= self._max_batch:
+            self.seal()
+
+    def seal(self) -> None:
+        """Close the open segment and hand it to the sender (nothing to do when none is open)."""
+        if self._sealer is not None:
+            self._sealer.cancel()
+            self._sealer = None
+        segment, self._open = self._open, None
+        if segment is None:
+            return
+        written = segment.file is not None
+        if segment.file is not None:
+            try:
+                segment.file.close()
+            except OSError:
+                written = False
+        if not written:
+            # Not (wholly) on disk: the sender writes it, synced, before sending it.
+            with contextlib.suppress(OSError):
+                segment.path.unlink(missing_ok=True)
+        self._sealed.put_nowait(_Segment(segment.path, segment.records, synced=False, written=written))
 
     @property
     def pending_segments(self) -> int:
@@ -180,7 +249,7 @@ class SpooledProducer:
                 client_id=self._client_id,
                 acks="all",
                 enable_idempotence=self._idempotence,
-                # The batches come grouped already (the edge's linger); send each at once.
+                # The records come in sealed segments already; each is sent at once.
                 linger_ms=0,
                 request_timeout_ms=10_000,
             )
@@ -199,16 +268,8 @@ class SpooledProducer:
         return path
 
     @staticmethod
-    def _stage_segment(path: Path, records: Sequence[OutgoingRecord]) -> None:
-        """Write a segment without waiting for the disk: a few system calls into the page cache,
-        cheap enough for the event loop. A crash mid-write leaves a torn last frame, which
-        `_decode_frames` ignores (that frame was never acknowledged either)."""
-        with open(path, "wb") as f:
-            f.write(b"".join(_encode_frame(r) for r in records))
-
-    @staticmethod
     def _sync_segment(path: Path) -> None:
-        """Make a staged segment and its name durable."""
+        """Make a segment written without waiting for the disk, and its name, durable."""
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -230,14 +291,26 @@ class SpooledProducer:
         _sync_directory(path.parent)
         return path
 
-    async def _sync(self, segment: _Segment) -> None:
-        if not segment.synced and segment.path.exists():
-            await asyncio.to_thread(self._sync_segment, segment.path)
+    async def _make_durable(self, segment: _Segment) -> None:
+        """Write or sync `segment`; a disk that refuses leaves it in memory (still sent, lost
+        only if this process dies before the broker has it)."""
+        if segment.synced:
+            return
+        try:
+            if not segment.written:
+                assert segment.records is not None
+                await asyncio.to_thread(self._write_segment, segment.path, segment.records)
+                segment.written = True
+            elif segment.path.exists():
+                await asyncio.to_thread(self._sync_segment, segment.path)
+        except OSError as exc:
+            log.error("spool segment not durable, events held in memory", error=str(exc))
+            return
         segment.synced = True
 
     async def _sync_pending(self) -> None:
         for segment in list(self._pending):
-            await self._sync(segment)
+            await self._make_durable(segment)
 
     async def _send_records(self, records: list[OutgoingRecord]) -> None:
         producer = await self._ensure_producer()
@@ -255,13 +328,15 @@ class SpooledProducer:
                 # is made durable meanwhile.
                 done, _ = await asyncio.wait({sending}, timeout=self._sync_after)
                 if not done:
-                    await self._sync(segment)
+                    await self._make_durable(segment)
             await sending
         except BaseException:
             sending.cancel()
             raise
-        # unlink is one cheap syscall; a thread hop would cost more than it saves.
-        os.unlink(segment.path)
+        # unlink is one cheap syscall; a thread hop would cost more than it saves. A segment
+        # that cannot be removed is sent again by the next start (consumers are idempotent).
+        with contextlib.suppress(OSError):
+            os.unlink(segment.path)
         self.sent += len(records)
 
     async def _drain_spool(self) -> bool:
@@ -285,66 +360,62 @@ class SpooledProducer:
                 await self._producer.stop()
             self._producer = None
 
-    def _take_batch(self) -> list[OutgoingRecord]:
-        batch: list[OutgoingRecord] = []
-        while len(batch) < self._max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
+    async def _take_sealed(self, first: _Segment, *, healthy: bool) -> None:
+        """Queue `first` and every other sealed segment for sending; written (synced) at once
+        when they have to wait for the broker."""
+        segments = [first]
+        while not self._sealed.empty():
+            segments.append(self._sealed.get_nowait())
+        # Tracked first: a stop that cancels this midway still finds them (and writes them).
+        self._pending.extend(segments)
+        for segment in segments:
+            if not healthy or not segment.written:
+                await self._make_durable(segment)
 
     async def _run(self) -> None:
         healthy = await self._drain_spool()
         while True:
+            first: _Segment | None
             if healthy:
-                first = await self._queue.get()
-                batch = [first, *self._take_batch()]
+                first = await self._sealed.get()
             else:
                 try:
-                    first = await asyncio.wait_for(self._queue.get(), self._retry)
-                    batch = [first, *self._take_batch()]
+                    first = await asyncio.wait_for(self._sealed.get(), self._retry)
                 except TimeoutError:
-                    batch = []
+                    first = None
             self._busy = True
             try:
-                if batch:
-                    path = self._next_segment()
-                    if healthy:
-                        self._stage_segment(path, batch)
-                    else:  # it will wait for the broker: durable at once
-                        await asyncio.to_thread(self._write_segment, path, batch)
-                    self._pending.append(_Segment(path, batch, synced=not healthy))
+                if first is not None:
+                    await self._take_sealed(first, healthy=healthy)
                 healthy = await self._drain_spool()
             finally:
                 self._busy = False
 
     async def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything published so far reached the broker (True) or `timeout`
-        passed (False; what is left stays queued or spooled)."""
+        """Seal the open segment and wait until everything published so far reached the broker
+        (True) or `timeout` passed (False; what is left stays on disk or queued)."""
+        self.seal()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._queue.qsize() or self._pending or self._busy:
+        while self._open is not None or self._sealed.qsize() or self._pending or self._busy:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.01)
         return True
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Give in-flight sends up to `timeout` to finish, spool whatever is still queued, try
-        once more to send, then stop. Nothing published is lost: what the broker did not
-        acknowledge stays in the spool for the next start."""
+        """Give in-flight sends up to `timeout` to finish, write whatever is still queued to the
+        spool, try once more to send, then stop. Nothing published is lost: what the broker did
+        not acknowledge stays in the spool, synced, for the next start."""
         await self.flush(timeout)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        batch = self._take_batch()
-        while batch:
-            path = self._next_segment()
-            self._write_segment(path, batch)
-            self._pending.append(_Segment(path, batch, synced=True))
-            batch = self._take_batch()
+        self.seal()
+        while not self._sealed.empty():
+            self._pending.append(self._sealed.get_nowait())
+        await self._sync_pending()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._drain_spool(), timeout)
         # Whatever is left waits for the next start: on disk for sure.

@@ -36,14 +36,13 @@ class Edge:
             settings.spool_dir,
             client_id="crossmodel-edge",
             enable_idempotence=settings.kafka_idempotence,
+            linger_seconds=settings.event_linger_ms / 1000,
         )
         await producer.start()
         catalog = CatalogCache(backends.router, refresh_seconds=settings.catalog_refresh_seconds)
         await catalog.start()
         background = Background()
-        publisher = UsagePublisher(
-            producer, settings.usage_topic, linger_seconds=settings.event_linger_ms / 1000
-        )
+        publisher = UsagePublisher(producer, settings.usage_topic)
         relay = Relay(
             backends=backends,
             catalog=catalog,

@@ -19,18 +19,12 @@ _tracer = trace.get_tracer("crossmodel.edge")
 
 
 class UsagePublisher:
-    """Hands usage events to the spooled producer in small groups: every group becomes one
-    spool segment (one write, one fsync, one produce request), so grouping the events of
-    `linger_seconds` keeps the per-event cost low at any request rate. Events wait in memory
-    no longer than that before they are on disk; `flush()` runs at shutdown."""
+    """Turns usage events into records for the spooled producer, which puts each in its spool
+    as it comes and sends them in groups (its linger)."""
 
-    def __init__(self, producer: SpooledProducer, topic: str, *, linger_seconds: float = 0.0) -> None:
+    def __init__(self, producer: SpooledProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        self.linger = linger_seconds
-        self._pending: list[OutgoingRecord] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._closed = False
         self.handed = 0  # records given to the producer by this process
 
     def publish(self, event: usage_event_pb2.UsageEvent) -> None:
@@ -47,26 +41,12 @@ class UsagePublisher:
         ):
             headers = trace_headers(event.request_id)
         record = OutgoingRecord(self.topic, event.account_id.encode(), event.SerializeToString(), headers)
-        if self.linger <= 0 or self._closed:
-            self.handed += 1
-            self.producer.publish(record)
-            return
-        self._pending.append(record)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self.flush)
-
-    def flush(self) -> None:
-        self._timer = None
-        pending, self._pending = self._pending, []
-        self.handed += len(pending)
-        for record in pending:
-            self.producer.publish(record)
+        self.handed += 1
+        self.producer.publish(record)
 
     def close(self) -> None:
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        self.flush()
+        """Send what is grouped now, without waiting for the linger (at shutdown)."""
+        self.producer.seal()
 
     async def delivered(self, timeout: float) -> bool:
         """Wait (at most `timeout`) until the broker acknowledged every record handed over, so
