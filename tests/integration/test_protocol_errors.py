@@ -117,6 +117,15 @@ def _cases() -> list[Case]:
             param="max_output_tokens",
         ),
         Case("unknown parameter", "responses", resp(frobnicate=True), 400, IRE, param="frobnicate"),
+        Case(
+            "legacy functions",
+            "chat",
+            chat(functions=[{"name": "f", "parameters": {"type": "object"}}]),
+            400,
+            IRE,
+            param="functions",
+            code="unsupported_parameter",
+        ),
         Case("input of the wrong type", "responses", resp(input=5), 400, IRE, param="input"),
         Case(
             "max_tokens missing",

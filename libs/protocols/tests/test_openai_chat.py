@@ -199,6 +199,20 @@ def test_parse_full_request() -> None:
         ),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n", "unsupported_value"),
         (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "functions": [{"name": "f", "parameters": {"type": "object"}}],
+            },
+            "functions",
+            "unsupported_parameter",
+        ),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "function_call": "auto"},
+            "function_call",
+            "unsupported_parameter",
+        ),
+        (
             {"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5},
             "stop",
             "array_above_max_length",

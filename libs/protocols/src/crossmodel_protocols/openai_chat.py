@@ -407,6 +407,17 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
                 code="invalid_value",
             )
         include_usage = bool(v.opt_bool(so, "include_usage", "stream_options.include_usage"))
+    # The request-level halves of the legacy function calling; their message-level halves are
+    # refused in _parse_messages. Forwarded as unknown fields they would reach only OpenAI-family
+    # vendors and silently vanish for the others.
+    for legacy in ("functions", "function_call"):
+        if data.get(legacy) is not None:
+            raise InvalidRequest(
+                f"The legacy '{legacy}' parameter is not supported; use "
+                f"'{'tools' if legacy == 'functions' else 'tool_choice'}'.",
+                param=legacy,
+                code="unsupported_parameter",
+            )
     n = v.opt_int(data, "n", "n", minimum=1)
     if n is not None and n != 1:
         raise InvalidRequest(
