@@ -213,6 +213,25 @@ def _cases() -> list[Case]:
             anthropic_type=IRE,
             param="tools[0].type",
         ),
+        # A field only one vendor serves, asked of another vendor's model: refused as well.
+        Case(
+            "logprobs on claude",
+            "chat",
+            lambda: body_for("chat", "hi", CLAUDE, logprobs=True),
+            400,
+            IRE,
+            param="logprobs",
+            code="unsupported_parameter",
+        ),
+        Case(
+            "previous_response_id on claude",
+            "responses",
+            lambda: body_for("responses", "hi", CLAUDE, previous_response_id="resp_123"),
+            400,
+            IRE,
+            param="previous_response_id",
+            code="unsupported_parameter",
+        ),
         Case(
             "custom tool on gemini",
             "chat",

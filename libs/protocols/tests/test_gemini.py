@@ -207,7 +207,12 @@ def test_tool_result_without_a_known_call_is_rejected() -> None:
 
 
 def test_previous_response_id_names_the_field() -> None:
-    req = Request(model="g", messages=[Message("user", [TextPart("x")])], previous_response_id="resp_1")
+    req = Request(
+        model="g",
+        messages=[Message("user", [TextPart("x")])],
+        previous_response_id="resp_1",
+        ingress=Protocol.OPENAI_RESPONSES,
+    )
     with pytest.raises(InvalidRequest) as err:
         body_of(req)
     assert err.value.param == "previous_response_id"

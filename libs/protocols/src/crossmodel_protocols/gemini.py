@@ -295,13 +295,7 @@ def _thinking_config(r: ReasoningConfig, gemini3: bool) -> dict[str, Any]:
 
 
 def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
-    if request.previous_response_id:
-        raise InvalidRequest(
-            "Invalid value for 'previous_response_id': this model does not keep conversation state; "
-            "send the whole conversation in 'input'.",
-            param="previous_response_id",
-            code="unsupported_parameter",
-        )
+    v.refuse_vendor_only_fields(request, None)
     body: dict[str, Any] = {"contents": build_contents(request, upstream_model)}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}

@@ -750,6 +750,7 @@ def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
 
 
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
+    v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
     body: dict[str, Any] = {"model": upstream_model, "messages": _messages_to_openai(request, dialect)}
     if request.stream:
         body["stream"] = True

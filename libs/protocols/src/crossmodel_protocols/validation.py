@@ -4,12 +4,12 @@ vendors' own (OpenAI: "Invalid type for 'x': expected a string, but got an integ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
-from crossmodel_protocols.canonical import InvalidRequest
+from crossmodel_protocols.canonical import InvalidRequest, Protocol, Request
 
 
 def type_name(value: Any) -> str:
@@ -66,6 +66,66 @@ def _show(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:  # an integer orjson cannot write (beyond 64 bits)
         return repr(value)
+
+
+def _truthy(value: Any) -> bool:
+    return bool(value)
+
+
+def _present(value: Any) -> bool:
+    return value is not None
+
+
+# Request fields of each client protocol that shape the answer and that only that protocol's own
+# vendor serves, with when a value asks for it. Sent to another vendor's model they would be
+# dropped on the way, and the answer would read as if they had been honoured: no log
+# probabilities, no audio, no web search, a conversation without its history, an OpenAI stored
+# prompt or an MCP server never used. A vendor's own tools are checked where they are encoded.
+_VENDOR_ONLY: dict[Protocol, tuple[str, dict[str, Callable[[Any], bool]]]] = {
+    Protocol.OPENAI_CHAT: (
+        "OpenAI-compatible",
+        {
+            "logprobs": _truthy,
+            "top_logprobs": _truthy,
+            "audio": _present,
+            "modalities": lambda v: isinstance(v, list) and "audio" in v,
+            "web_search_options": _present,
+        },
+    ),
+    Protocol.OPENAI_RESPONSES: (
+        "OpenAI",
+        {
+            "previous_response_id": _truthy,
+            "conversation": _present,
+            "prompt": _present,
+            "background": _truthy,
+            "top_logprobs": _truthy,
+        },
+    ),
+    Protocol.ANTHROPIC_MESSAGES: ("Anthropic", {"mcp_servers": _truthy, "container": _present}),
+}
+
+
+def refuse_vendor_only_fields(request: Request, served: Protocol | None) -> None:
+    """Raise for a field of `_VENDOR_ONLY` when the upstream speaks `served`, not the protocol
+    the client spoke."""
+    if request.ingress is None or request.ingress is served or request.ingress not in _VENDOR_ONLY:
+        return
+    vendor, fields = _VENDOR_ONLY[request.ingress]
+    for name, asks in fields.items():
+        value = request.previous_response_id if name == "previous_response_id" else request.extra.get(name)
+        if asks(value):
+            raise InvalidRequest(
+                f"Invalid value for '{name}': this model does not support it; it is served only by "
+                f"{vendor} models."
+                + (
+                    " Send the whole conversation in 'input'."
+                    if name in ("previous_response_id", "conversation")
+                    else ""
+                ),
+                param=name,
+                code="unsupported_parameter",
+            )
 
 
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:

@@ -1,6 +1,8 @@
-"""A vendor's own tools (OpenAI's hosted tools, Anthropic's server tools, OpenAI chat's custom
-tools) reach that vendor's models verbatim; asked of any other vendor they are refused with a
-400 naming `tools[i].type`, never dropped (the answer would read as if the tool had run)."""
+"""What only one vendor serves reaches that vendor's models and is refused for any other, never
+dropped on the way (the answer would read as if it had been honoured): a vendor's own tools
+(OpenAI's hosted tools, Anthropic's server tools, OpenAI chat's custom tools), with a 400 naming
+`tools[i].type`, and the request fields that shape the answer (log probabilities, audio, web
+search, a stored conversation or prompt, MCP servers), with a 400 naming the field."""
 
 from __future__ import annotations
 
@@ -82,3 +84,63 @@ def test_a_vendors_own_tool_reaches_its_vendor_or_is_refused(protocol: Protocol,
         PROVIDERS[provider].build_request(request, "up", "sk")
     assert caught.value.param == "tools[1].type"
     assert f"'{own_tool['type']}' is not supported with this model" in str(caught.value)
+
+
+# Per client protocol: a field only its own vendor serves, a base body, and the providers that
+# speak that protocol.
+FIELDS: list[tuple[Protocol, str, Any, set[str]]] = [
+    (Protocol.OPENAI_CHAT, "logprobs", True, {"openai", "deepseek", "compatible"}),
+    (Protocol.OPENAI_CHAT, "top_logprobs", 2, {"openai", "deepseek", "compatible"}),
+    (Protocol.OPENAI_CHAT, "modalities", ["text", "audio"], {"openai", "deepseek", "compatible"}),
+    (Protocol.OPENAI_CHAT, "web_search_options", {}, {"openai", "deepseek", "compatible"}),
+    (Protocol.OPENAI_RESPONSES, "previous_response_id", "resp_1", {"openai"}),
+    (Protocol.OPENAI_RESPONSES, "conversation", "conv_1", {"openai"}),
+    (Protocol.OPENAI_RESPONSES, "prompt", {"id": "pmpt_1"}, {"openai"}),
+    (Protocol.OPENAI_RESPONSES, "background", True, {"openai"}),
+    (
+        Protocol.ANTHROPIC_MESSAGES,
+        "mcp_servers",
+        [{"type": "url", "url": "https://mcp.test", "name": "m"}],
+        {"anthropic"},
+    ),
+]
+
+
+def _plain(protocol: Protocol) -> dict[str, Any]:
+    _, body, _ = CASES[protocol]
+    return {k: val for k, val in body.items() if k != "tools"}
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+@pytest.mark.parametrize(("protocol", "field", "value", "carriers"), FIELDS, ids=[f[1] for f in FIELDS])
+def test_a_field_only_one_vendor_serves_reaches_it_or_is_refused(
+    protocol: Protocol, field: str, value: Any, carriers: set[str], provider: str
+) -> None:
+    ingress, _, _ = CASES[protocol]
+    request = ingress.parse_request(orjson.dumps(_plain(protocol) | {field: value}), {})
+    if provider in carriers:
+        sent = orjson.loads(PROVIDERS[provider].build_request(request, "up", "sk").body)
+        assert sent[field] == value
+        return
+    with pytest.raises(InvalidRequest) as caught:
+        PROVIDERS[provider].build_request(request, "up", "sk")
+    assert caught.value.param == field
+    assert f"'{field}'" in str(caught.value)
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+@pytest.mark.parametrize(
+    ("protocol", "field", "value"),
+    [
+        (Protocol.OPENAI_CHAT, "logprobs", False),
+        (Protocol.OPENAI_CHAT, "top_logprobs", 0),
+        (Protocol.OPENAI_CHAT, "modalities", ["text"]),
+        (Protocol.OPENAI_RESPONSES, "background", False),
+    ],
+)
+def test_the_same_fields_asking_nothing_reach_every_vendor(
+    protocol: Protocol, field: str, value: Any, provider: str
+) -> None:
+    ingress, _, _ = CASES[protocol]
+    request = ingress.parse_request(orjson.dumps(_plain(protocol) | {field: value}), {})
+    PROVIDERS[provider].build_request(request, "up", "sk")
