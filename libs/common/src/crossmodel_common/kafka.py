@@ -6,10 +6,9 @@ and sent by a background task; it is deleted only once the broker acknowledged e
 it. Segments are written without waiting for the disk (a record survives a crash of the process
 as soon as it is published, a crash of the machine once its segment is synced); a segment is
 synced, with its directory, as soon as its send fails or is not acknowledged within
-`sync_after`, and at once while the broker is unreachable. While the broker is
-unreachable segments accumulate and are replayed in order when it returns, and on start-up
-anything left by a previous run is replayed. Replays can duplicate records; consumers are
-idempotent.
+`sync_after`, and at once while the broker is unreachable, during which segments accumulate;
+they are replayed in order when it returns, and on start-up anything left by a previous run is
+replayed. Replays can duplicate records; consumers are idempotent.
 
 Consumer: trace context and x-request-id come from the record headers, so each record is
 processed in a CONSUMER span that continues the producer's trace. Offsets are committed only
@@ -181,7 +180,6 @@ class SpooledProducer:
         # Segments on disk not yet acknowledged, oldest first.
         self._pending: collections.deque[_Segment] = collections.deque()
         self._busy = False
-        self.published = 0
         self.sent = 0
 
     def publish(self, record: OutgoingRecord) -> None:
@@ -199,7 +197,6 @@ class SpooledProducer:
             else:
                 self._sealer = loop.call_soon(self.seal)
         segment.records.append(record)
-        self.published += 1
         if segment.file is not None:
             try:
                 segment.file.write(_encode_frame(record))
@@ -415,7 +412,6 @@ class SpooledProducer:
         self.seal()
         while not self._sealed.empty():
             self._pending.append(self._sealed.get_nowait())
-        await self._sync_pending()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._drain_spool(), timeout)
         # Whatever is left waits for the next start: on disk for sure.
