@@ -118,7 +118,9 @@ def _record_many_statement() -> TextClause:
 
     The batch must not hold one request id twice (the aggregates would count it twice):
     `record_many` drops repeats first. `sum(bigint)` is numeric, assigned back to bigint (an
-    overflow fails the statement, as it does for one record)."""
+    overflow fails the statement, as it does for one record). Rows are inserted in key order,
+    so that two batches writing the same rows at once (replicas during a rebalance) lock them
+    in the same order instead of deadlocking."""
     log = [c.name for c in _LOG_COLUMNS]
     columns = [(c.name, _SQL_TYPES[type(c.type)]) for c in _LOG_COLUMNS]
     columns += [("day", "date"), ("errors", "bigint")]
@@ -130,7 +132,7 @@ def _record_many_statement() -> TextClause:
                 AS b({", ".join(n for n, _ in columns)})
         ), inserted AS (
             INSERT INTO request_log ({", ".join(log)})
-            SELECT {", ".join(log)} FROM batch
+            SELECT {", ".join(log)} FROM batch ORDER BY request_id COLLATE "C"
             ON CONFLICT (request_id) DO NOTHING
             RETURNING request_id
         ), added AS (
@@ -138,6 +140,7 @@ def _record_many_statement() -> TextClause:
             SELECT {", ".join(f"b.{n}" for n in day_key)}, count(*), {", ".join(sums)}
             FROM batch b JOIN inserted i ON i.request_id = b.request_id COLLATE "C"
             GROUP BY {", ".join(f"b.{n}" for n in day_key)}
+            ORDER BY {", ".join(f"b.{n}" for n in day_key)}
             ON CONFLICT ({", ".join(day_key)}) DO UPDATE SET
                 {", ".join(f"{n} = usage_daily.{n} + excluded.{n}" for n in _COUNTERS)}
         )
