@@ -85,6 +85,24 @@ async def _aggregates(engine: AsyncEngine, account: str) -> list[tuple[Any, ...]
         return [tuple(r) for r in rows]
 
 
+async def _dead_letters(broker: TansuBroker, dlq: str, count: int) -> list[Any]:
+    """The first `count` records of the dead-letter topic."""
+    reader = AIOKafkaConsumer(dlq, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        dead: list[Any] = []
+
+        async def read() -> bool:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                dead.extend(records)
+            return len(dead) >= count
+
+        await eventually(read)
+    finally:
+        await reader.stop()
+    return dead
+
+
 async def test_each_event_lands_once_and_redelivery_changes_nothing(
     producer: SpooledProducer,
     consumer: IdempotentConsumer,
@@ -151,19 +169,7 @@ async def test_poison_goes_to_the_dead_letter_topic_and_does_not_block_later_eve
     await eventually(all_good_stored)
     await eventually(lambda: consumer.dead_lettered == 2)
 
-    reader = AIOKafkaConsumer(dlq, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
-    await reader.start()
-    try:
-        dead: list[Any] = []
-
-        async def read() -> bool:
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                dead.extend(records)
-            return len(dead) >= 2
-
-        await eventually(read)
-    finally:
-        await reader.stop()
+    dead = await _dead_letters(broker, dlq, 2)
     reasons = sorted(dict(r.headers)["crossmodel-dlq-reason"].decode() for r in dead)
     assert reasons[0].startswith("invalid UsageEvent: request_id is empty")
     assert reasons[1].startswith("undecodable UsageEvent")
@@ -307,19 +313,6 @@ async def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_store
     assert await repository.get_request(overflowing.request_id) is None
     assert await _rows(engine, account) == 1
 
-    reader = AIOKafkaConsumer(topics[1], bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
-    await reader.start()
-    try:
-        dead: list[Any] = []
-
-        async def read() -> bool:
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                dead.extend(records)
-            return len(dead) >= 1
-
-        await eventually(read)
-    finally:
-        await reader.stop()
-    (record,) = dead
+    (record,) = await _dead_letters(broker, topics[1], 1)
     assert dict(record.headers)["x-request-id"] == overflowing.request_id.encode()
     assert b"bigint out of range" in dict(record.headers)["crossmodel-dlq-reason"]

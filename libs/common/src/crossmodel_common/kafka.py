@@ -122,7 +122,8 @@ def _decode_frames(data: bytes) -> list[OutgoingRecord]:
     return out
 
 
-def _sync_directory(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Wait until the file or directory at `path` is on disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -267,12 +268,8 @@ class SpooledProducer:
     @staticmethod
     def _sync_segment(path: Path) -> None:
         """Make a segment written without waiting for the disk, and its name, durable."""
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _sync_directory(path.parent)
+        _fsync(path)
+        _fsync(path.parent)
 
     @staticmethod
     def _write_segment(path: Path, records: Sequence[OutgoingRecord]) -> Path:
@@ -285,7 +282,7 @@ class SpooledProducer:
         os.replace(tmp, path)
         # The rename is only durable once the directory is: without this, a power loss soon
         # after could leave the segment under its temporary name, which no start replays.
-        _sync_directory(path.parent)
+        _fsync(path.parent)
         return path
 
     async def _make_durable(self, segment: _Segment) -> None:
