@@ -167,6 +167,28 @@ async def test_a_published_record_is_in_the_spool_at_once_and_survives_a_crash(
         await heir.stop()
 
 
+async def test_a_durable_write_cut_before_its_rename_is_sent_by_the_next_start(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    await _create_topic(broker.bootstrap, "cut")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    records = [OutgoingRecord("cut", b"k", f"e{i}".encode(), []) for i in range(3)]
+    # The crash came after the temporary file was written (its last frame torn) and before the
+    # rename; next to it, a segment whose rename did happen, and a stale copy of it.
+    whole = b"".join(_encode_frame(r) for r in records)
+    (spool / "00000000000000000004.tmp").write_bytes(whole + _encode_frame(records[0])[:-2])
+    SpooledProducer._write_segment(spool / "00000000000000000003.spool", records[:1])
+    (spool / "00000000000000000003.tmp").write_bytes(_encode_frame(records[0]))
+    producer = SpooledProducer(broker.bootstrap, spool)
+    await producer.start()
+    try:
+        await _eventually(lambda: producer.sent == 4)
+        assert list(spool.iterdir()) == []
+    finally:
+        await producer.stop()
+
+
 async def test_a_spool_that_cannot_be_written_still_lets_the_events_through(
     broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

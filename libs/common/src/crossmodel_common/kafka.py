@@ -235,8 +235,17 @@ class SpooledProducer:
 
     async def start(self) -> None:
         self._spool.mkdir(parents=True, exist_ok=True)
+        # A durable write that a crash cut before its rename: its records were never sent under
+        # the final name, so they go out now (a torn last frame is skipped when read).
+        for tmp in self._spool.glob("*.tmp"):
+            final = tmp.with_suffix(".spool")
+            if final.exists():  # the same records are there already
+                tmp.unlink()
+            else:
+                os.replace(tmp, final)
         existing = sorted(self._spool.glob("*.spool"))
-        self._pending.extend(_Segment(path, None, synced=True) for path in existing)
+        # Left by an earlier run: maybe only in the page cache, so synced if their send lags.
+        self._pending.extend(_Segment(path, None, synced=False) for path in existing)
         self._seq = int(existing[-1].stem) + 1 if existing else 0
         self._task = asyncio.create_task(self._run(), name="usage-producer")
 
