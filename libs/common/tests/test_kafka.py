@@ -137,6 +137,17 @@ async def test_a_segment_is_on_disk_before_it_is_sent_and_synced_only_if_the_ack
         await producer.stop()
 
 
+async def _sent_by_the_next_start(broker: TansuBroker, spool: Path, count: int) -> None:
+    """A producer started on `spool` sends the `count` records left there and empties it."""
+    producer = SpooledProducer(broker.bootstrap, spool)
+    await producer.start()
+    try:
+        await _eventually(lambda: producer.sent == count)
+        assert os.listdir(spool) == []
+    finally:
+        await producer.stop()
+
+
 async def test_a_published_record_is_in_the_spool_at_once_and_survives_a_crash(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
@@ -158,13 +169,7 @@ async def test_a_published_record_is_in_the_spool_at_once_and_survives_a_crash(
     doomed._sealer.cancel()
     assert doomed.sent == 0
 
-    heir = SpooledProducer(broker.bootstrap, spool)
-    await heir.start()
-    try:
-        await _eventually(lambda: heir.sent == 3)
-        assert list(spool.iterdir()) == []
-    finally:
-        await heir.stop()
+    await _sent_by_the_next_start(broker, spool, 3)
 
 
 async def test_a_durable_write_cut_before_its_rename_is_sent_by_the_next_start(
@@ -180,13 +185,7 @@ async def test_a_durable_write_cut_before_its_rename_is_sent_by_the_next_start(
     (spool / "00000000000000000004.tmp").write_bytes(whole + _encode_frame(records[0])[:-2])
     SpooledProducer._write_segment(spool / "00000000000000000003.spool", records[:1])
     (spool / "00000000000000000003.tmp").write_bytes(_encode_frame(records[0]))
-    producer = SpooledProducer(broker.bootstrap, spool)
-    await producer.start()
-    try:
-        await _eventually(lambda: producer.sent == 4)
-        assert list(spool.iterdir()) == []
-    finally:
-        await producer.stop()
+    await _sent_by_the_next_start(broker, spool, 4)
 
 
 async def test_a_spool_that_cannot_be_written_still_lets_the_events_through(

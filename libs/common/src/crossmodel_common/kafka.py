@@ -363,14 +363,19 @@ class SpooledProducer:
                 await self._producer.stop()
             self._producer = None
 
+    def _track_sealed(self, *taken: _Segment) -> list[_Segment]:
+        """Move `taken` and every segment still in the sealed queue to the pending ones."""
+        segments = list(taken)
+        while not self._sealed.empty():
+            segments.append(self._sealed.get_nowait())
+        self._pending.extend(segments)
+        return segments
+
     async def _take_sealed(self, first: _Segment, *, healthy: bool) -> None:
         """Queue `first` and every other sealed segment for sending; written (synced) at once
         when they have to wait for the broker."""
-        segments = [first]
-        while not self._sealed.empty():
-            segments.append(self._sealed.get_nowait())
         # Tracked first: a stop that cancels this midway still finds them (and writes them).
-        self._pending.extend(segments)
+        segments = self._track_sealed(first)
         for segment in segments:
             if not healthy or not segment.written:
                 await self._make_durable(segment)
@@ -416,8 +421,7 @@ class SpooledProducer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.seal()
-        while not self._sealed.empty():
-            self._pending.append(self._sealed.get_nowait())
+        self._track_sealed()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._drain_spool(), timeout)
         # Whatever is left waits for the next start: on disk for sure.
