@@ -47,6 +47,7 @@ PROMPTS = {
     "tool": 'call it [sim:tool=get_time:{"tz":"UTC"}]',
     "thinking": "think first [sim:thinking]",
     "cut": "a long answer [sim:words=40]",
+    "logprobs": "say something likely",
 }
 TOOLS = [{"functionDeclarations": [{"name": "get_time", "parametersJsonSchema": {"type": "object"}}]}]
 
@@ -81,6 +82,8 @@ def _body(kind: str) -> dict[str, Any]:
         body["tools"] = TOOLS
     if kind == "thinking":
         body["generationConfig"]["thinkingConfig"] = {"includeThoughts": True, "thinkingBudget": 1024}
+    if kind == "logprobs":
+        body["generationConfig"] |= {"responseLogprobs": True, "logprobs": 3}
     conforms("GenerateContentRequest", body, f"the test's own {kind} request")
     return body
 
@@ -100,6 +103,11 @@ async def test_generate_content_conforms(sim: httpx.AsyncClient, kind: str) -> N
     resp = await sim.post(f"/models/{MODEL}:generateContent", json=_body(kind))
     assert resp.status_code == 200, resp.text
     conforms("GenerateContentResponse", resp.json(), f"simulator generateContent {kind}")
+    result = resp.json()["candidates"][0].get("logprobsResult")
+    assert (result is not None) == (kind == "logprobs")
+    if result is not None:
+        assert len(result["chosenCandidates"]) == len(result["topCandidates"]) > 0
+        assert all(len(step["candidates"]) == 3 for step in result["topCandidates"])
 
 
 @pytest.mark.parametrize("kind", list(PROMPTS))

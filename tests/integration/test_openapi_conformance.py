@@ -316,9 +316,32 @@ CASES = [
 ]
 
 
+_LOGPROBS = {"logprobs": True, "top_logprobs": 2}
+_INCLUDE = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+# Log probabilities, of every vendor but Anthropic (which has none: test_logprobs.py).
+LOGPROB_CASES = [
+    Case("chat-logprobs", CHAT, "Name three colours", extra=_LOGPROBS),
+    Case("chat-stream-logprobs", CHAT, "Stream me", stream=True, extra=_LOGPROBS),
+    Case("responses-logprobs", RESPONSES, "Tell me something", extra=_INCLUDE),
+    Case("responses-stream-logprobs", RESPONSES, "Stream a response", stream=True, extra=_INCLUDE),
+]
+
+
 @pytest.mark.parametrize("vendor", list(VENDORS))
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_answers_conform(http: httpx.AsyncClient, case: Case, vendor: str) -> None:
+    await _conforms(http, case, vendor)
+
+
+@pytest.mark.parametrize("vendor", [v for v in VENDORS if v != "anthropic"])
+@pytest.mark.parametrize("case", LOGPROB_CASES, ids=[c.name for c in LOGPROB_CASES])
+async def test_answers_with_logprobs_conform(http: httpx.AsyncClient, case: Case, vendor: str) -> None:
+    text = await _conforms(http, case, vendor)
+    assert '"logprobs":[{' in text or '"logprobs":{"content":[{' in text, "no log probabilities came back"
+
+
+async def _conforms(http: httpx.AsyncClient, case: Case, vendor: str) -> str:
+    """Check the answer to `case` against its schema; return its text."""
     body = case.body(VENDORS[vendor])
     if not case.stream:
         resp = await http.post(case.path, json=body)
@@ -327,7 +350,7 @@ async def test_answers_conform(http: httpx.AsyncClient, case: Case, vendor: str)
         conforms(case.schema, answer, f"{case.name} ({vendor})")
         if case.path == RESPONSES:
             assert isinstance(answer["usage"], dict), "a finished response has usage (NULL_IN_EXAMPLES)"
-        return
+        return resp.text
     events = await _stream(http, case.path, body)
     if case.path == CHAT:
         assert events[-1][1] == "[DONE]"
@@ -340,6 +363,7 @@ async def test_answers_conform(http: httpx.AsyncClient, case: Case, vendor: str)
         assert isinstance(datas[-1]["response"]["usage"], dict), (
             "the final event has usage (NULL_IN_EXAMPLES)"
         )
+    return "\n".join(json.dumps(d, separators=(",", ":")) for d in datas)
 
 
 @pytest.mark.parametrize("vendor", list(VENDORS))

@@ -139,7 +139,8 @@ def test_parse_full_request() -> None:
     assert req.response_format.type == "json_object"
     assert req.reasoning == ReasoningConfig(effort="low")
     assert req.end_user == "user-7"  # safety_identifier wins over the legacy user field
-    assert req.extra == {"logprobs": True}
+    assert req.logprobs
+    assert req.extra == {}
 
 
 @pytest.mark.parametrize(
@@ -339,9 +340,8 @@ def test_provider_body_per_dialect() -> None:
 
 
 def test_extra_fields_reach_only_openai_family_from_chat_ingress() -> None:
-    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_k": 3})
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_k": 3})
     body = orjson.loads(ChatProvider().build_request(req, "up", "").body)
-    assert body["logprobs"] is True
     assert body["top_k"] == 3
 
 

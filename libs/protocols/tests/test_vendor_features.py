@@ -1,8 +1,9 @@
 """What only one vendor serves reaches that vendor's models and is refused for any other, never
 dropped on the way (the answer would read as if it had been honoured): a vendor's own tools
 (OpenAI's hosted tools, Anthropic's server tools, OpenAI chat's custom tools), with a 400 naming
-`tools[i].type`, and the request fields that shape the answer (log probabilities, audio, web
-search, a stored conversation or prompt, MCP servers), with a 400 naming the field."""
+`tools[i].type`, and the request fields that shape the answer (audio, web search, a stored
+conversation or prompt, MCP servers), with a 400 naming the field. Log probabilities, which
+every vendor but Anthropic has, reach each in its own fields and are refused for Anthropic."""
 
 from __future__ import annotations
 
@@ -89,8 +90,6 @@ def test_a_vendors_own_tool_reaches_its_vendor_or_is_refused(protocol: Protocol,
 # Per client protocol: a field only its own vendor serves, a base body, and the providers that
 # speak that protocol.
 FIELDS: list[tuple[Protocol, str, Any, set[str]]] = [
-    (Protocol.OPENAI_CHAT, "logprobs", True, {"openai", "deepseek", "compatible"}),
-    (Protocol.OPENAI_CHAT, "top_logprobs", 2, {"openai", "deepseek", "compatible"}),
     (Protocol.OPENAI_CHAT, "modalities", ["text", "audio"], {"openai", "deepseek", "compatible"}),
     (Protocol.OPENAI_CHAT, "web_search_options", {}, {"openai", "deepseek", "compatible"}),
     (Protocol.OPENAI_RESPONSES, "previous_response_id", "resp_1", {"openai"}),
@@ -144,3 +143,35 @@ def test_the_same_fields_asking_nothing_reach_every_vendor(
     ingress, _, _ = CASES[protocol]
     request = ingress.parse_request(orjson.dumps(_plain(protocol) | {field: value}), {})
     PROVIDERS[provider].build_request(request, "up", "sk")
+
+
+# Log probabilities as each client protocol asks them, and the field a refusal names.
+LOGPROBS: dict[Protocol, tuple[dict[str, Any], str]] = {
+    Protocol.OPENAI_CHAT: ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+    Protocol.OPENAI_RESPONSES: ({"include": ["message.output_text.logprobs"], "top_logprobs": 3}, "include"),
+}
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+@pytest.mark.parametrize("protocol", list(LOGPROBS), ids=lambda p: p.value)
+def test_log_probabilities_reach_every_vendor_that_has_them_in_its_own_fields(
+    protocol: Protocol, provider: str
+) -> None:
+    ingress, _, _ = CASES[protocol]
+    asked, param = LOGPROBS[protocol]
+    request = ingress.parse_request(orjson.dumps(_plain(protocol) | asked), {})
+    if provider == "anthropic":
+        with pytest.raises(InvalidRequest) as caught:
+            PROVIDERS[provider].build_request(request, "up", "sk")
+        assert caught.value.param == param
+        assert "does not return log probabilities" in str(caught.value)
+        return
+    sent = orjson.loads(PROVIDERS[provider].build_request(request, "up", "sk").body)
+    if provider == "gemini":
+        assert sent["generationConfig"] == {"responseLogprobs": True, "logprobs": 3}
+    elif provider == "openai" and protocol is Protocol.OPENAI_RESPONSES:
+        assert "message.output_text.logprobs" in sent["include"]
+        assert sent["top_logprobs"] == 3
+    else:
+        assert sent["logprobs"] is True
+        assert sent["top_logprobs"] == 3

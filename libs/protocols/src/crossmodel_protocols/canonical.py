@@ -102,11 +102,24 @@ class CacheControl:
 
 
 @dataclass(slots=True)
+class TokenLogprob:
+    """One generated token's log probability (OpenAI `logprobs`, Gemini `logprobsResult`), with
+    the most likely tokens at its position when they were asked (their own `top` is empty)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class TextPart:
     text: str
     cache_control: CacheControl | None = None
     # Anthropic citations / OpenAI annotations, kept verbatim for same-protocol round trips.
     annotations: list[dict[str, Any]] | None = None
+    # The tokens of `text` with their log probabilities, when the request asked for them.
+    logprobs: list[TokenLogprob] | None = None
     type: Literal["text"] = "text"
 
 
@@ -286,6 +299,11 @@ class Request:
     tool_choice: ToolChoice | None = None
     response_format: ResponseFormat | None = None
     reasoning: ReasoningConfig | None = None
+    # Log probabilities of the output tokens (chat `logprobs`, Responses `include:
+    # ["message.output_text.logprobs"]`), and how many most likely tokens to list at each
+    # position (`top_logprobs`, 0-20; None when not given).
+    logprobs: bool = False
+    top_logprobs: int | None = None
     # OpenAI `safety_identifier` (else legacy `user`), Anthropic `metadata.user_id`,
     # forwarded to each vendor in its own field and recorded in the usage event.
     end_user: str = ""
@@ -383,6 +401,7 @@ class BlockStart:
 class TextDelta:
     index: int
     text: str
+    logprobs: list[TokenLogprob] | None = None  # the tokens of this delta, when asked
     kind: Literal["text_delta"] = "text_delta"
 
 

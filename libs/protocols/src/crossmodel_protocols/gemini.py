@@ -54,6 +54,7 @@ from crossmodel_protocols.canonical import (
     StreamStart,
     TextDelta,
     TextPart,
+    TokenLogprob,
     ToolArgumentsDelta,
     ToolCallPart,
     ToolResultPart,
@@ -340,6 +341,10 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
             gen["responseJsonSchema"] = rf.schema
     if request.reasoning is not None:
         gen["thinkingConfig"] = _thinking_config(request.reasoning, is_gemini_3(upstream_model))
+    if request.logprobs:
+        gen["responseLogprobs"] = True
+        if request.top_logprobs is not None:
+            gen["logprobs"] = request.top_logprobs
     if gen:
         body["generationConfig"] = gen
     return body
@@ -382,6 +387,38 @@ def _candidate(data: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _token(raw: Any) -> TokenLogprob | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("token"), str):
+        return None
+    lp = raw.get("logProbability", 0.0)  # proto3: a zero is left out
+    if not isinstance(lp, int | float) or isinstance(lp, bool):
+        return None
+    return TokenLogprob(raw["token"], float(lp))
+
+
+def logprobs_from_gemini(cand: dict[str, Any]) -> list[TokenLogprob] | None:
+    """`Candidate.logprobsResult` -> canonical: the chosen token at each step, with that step's
+    top candidates. None when absent or unreadable (dropped rather than failing the answer)."""
+    result = cand.get("logprobsResult")
+    if not isinstance(result, dict):
+        return None
+    chosen = result.get("chosenCandidates")
+    tops = result.get("topCandidates")
+    tops = tops if isinstance(tops, list) else []
+    out: list[TokenLogprob] = []
+    for i, raw in enumerate(chosen if isinstance(chosen, list) else ()):
+        t = _token(raw)
+        if t is None:
+            return None
+        step = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        for alt in step.get("candidates") or ():
+            top = _token(alt)
+            if top is not None:
+                t.top.append(top)
+        out.append(t)
+    return out
+
+
 def parse_gemini_response(data: dict[str, Any]) -> Response:
     response_id = str(data.get("responseId") or "")
     cand = _candidate(data)
@@ -414,6 +451,11 @@ def parse_gemini_response(data: dict[str, Any]) -> Response:
                 else:
                     content.append(TextPart(raw["text"]))
         finish = finish_from_gemini(cand.get("finishReason"), calls > 0) or FinishReason.END_TURN
+        logprobs = logprobs_from_gemini(cand)
+        text_parts = [p for p in content if isinstance(p, TextPart)]
+        if logprobs is not None and text_parts:
+            # Gemini reports them per candidate, not per part.
+            text_parts[0].logprobs = logprobs
     else:
         if not (data.get("promptFeedback") or {}).get("blockReason"):
             raise UpstreamProtocolError("upstream Gemini response has no candidates")
@@ -441,6 +483,7 @@ class GeminiStreamParser:
         self._calls = 0
         self._usage: Usage | None = None
         self._finished = False
+        self._logprobs: list[TokenLogprob] | None = None  # the current chunk's
         self._failed = False  # nothing follows an upstream error
         self.done = False
 
@@ -490,6 +533,7 @@ class GeminiStreamParser:
             out.append(StreamStart(id=self._response_id, model=str(data.get("modelVersion") or "")))
         cand = _candidate(data)
         if cand is not None:
+            self._logprobs = logprobs_from_gemini(cand)
             for raw in (cand.get("content") or {}).get("parts") or ():
                 if isinstance(raw, dict):
                     self._part(raw, out)
@@ -537,7 +581,9 @@ class GeminiStreamParser:
             if self._open_kind != "text":
                 self._begin(TextPart(""), "text", out)
             assert self._open is not None
-            out.append(TextDelta(self._open, text))
+            # The chunk's log probabilities go with its (first) text.
+            out.append(TextDelta(self._open, text, self._logprobs))
+            self._logprobs = None
         if sig:
             self._signature_block(sig, out)
 

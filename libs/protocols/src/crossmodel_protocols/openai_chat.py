@@ -47,6 +47,7 @@ from crossmodel_protocols.canonical import (
     SystemPart,
     TextDelta,
     TextPart,
+    TokenLogprob,
     Tool,
     ToolArgumentsDelta,
     ToolCallPart,
@@ -100,6 +101,8 @@ _KNOWN = frozenset(
         "user",
         "safety_identifier",
         "metadata",
+        "logprobs",
+        "top_logprobs",
     }
 )
 
@@ -138,6 +141,54 @@ def finish_from_openai(reason: Any) -> FinishReason | None:
 
 # ============================================================================================
 # Ingress: parse
+
+
+def logprobs_to_openai(lps: list[TokenLogprob], *, with_bytes: bool = True) -> list[dict[str, Any]]:
+    """Canonical -> OpenAI's token log probabilities: chat `logprobs.content` and Responses
+    `output_text.logprobs` (with `bytes`), Responses text events (`with_bytes=False`)."""
+
+    def entry(t: TokenLogprob) -> dict[str, Any]:
+        e: dict[str, Any] = {"token": t.token, "logprob": t.logprob}
+        if with_bytes:
+            e["bytes"] = t.bytes if t.bytes is not None else list(t.token.encode())
+        return e
+
+    return [{**entry(t), "top_logprobs": [entry(a) for a in t.top]} for t in lps]
+
+
+def logprobs_from_openai(raw: Any) -> list[TokenLogprob] | None:
+    """OpenAI's token log probabilities (a list of `{token, logprob, bytes?, top_logprobs?}`)
+    -> canonical; None for anything else, which is dropped rather than failing the answer."""
+    if not isinstance(raw, list):
+        return None
+    out: list[TokenLogprob] = []
+    for e in raw:
+        t = _token_logprob(e)
+        if t is None:
+            return None
+        tops = e.get("top_logprobs")
+        for a in tops if isinstance(tops, list) else ():
+            top = _token_logprob(a)
+            if top is not None:
+                t.top.append(top)
+        out.append(t)
+    return out
+
+
+def _token_logprob(e: Any) -> TokenLogprob | None:
+    if not isinstance(e, dict) or not isinstance(e.get("token"), str):
+        return None
+    lp = e.get("logprob")
+    if not isinstance(lp, int | float) or isinstance(lp, bool):
+        return None
+    b = e.get("bytes")
+    ok = isinstance(b, list) and all(isinstance(x, int) for x in b)
+    return TokenLogprob(e["token"], float(lp), b if ok else None)
+
+
+def _chat_logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    lp = choice.get("logprobs")
+    return logprobs_from_openai(lp.get("content")) if isinstance(lp, dict) else None
 
 
 def _text_parts(value: Any, path: str, *, allow_refusal: bool = False) -> list[TextPart | RefusalPart]:
@@ -435,6 +486,8 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
     end_user = (
         v.opt_str(data, "safety_identifier", "safety_identifier") or v.opt_str(data, "user", "user") or ""
     )
+    logprobs = bool(v.opt_bool(data, "logprobs", "logprobs"))
+    top_logprobs = v.opt_int(data, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
     extra = {k: val for k, val in data.items() if k not in _KNOWN}
     return Request(
         model=model,
@@ -454,6 +507,8 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
         reasoning=None if effort is None else ReasoningConfig(enabled=effort != "none", effort=effort),
         end_user=end_user,
         metadata=v.str_map(data, "metadata", "metadata"),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
         include_usage=include_usage,
         extra=extra,
         ingress=Protocol.OPENAI_CHAT,
@@ -485,9 +540,12 @@ def render_chat_response(resp: Response, request: Request) -> dict[str, Any]:
     reasoning: list[str] = []
     refusal: list[str] = []
     calls: list[dict[str, Any]] = []
+    logprobs: list[TokenLogprob] | None = None
     for p in resp.content:
         if isinstance(p, TextPart):
             text.append(p.text)
+            if p.logprobs is not None:
+                logprobs = [*(logprobs or ()), *p.logprobs]
         elif isinstance(p, ReasoningPart):
             if p.text:
                 reasoning.append(p.text)
@@ -517,7 +575,11 @@ def render_chat_response(resp: Response, request: Request) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": (
+                    {"content": logprobs_to_openai(logprobs), "refusal": None}
+                    if request.logprobs and logprobs is not None
+                    else None
+                ),
                 "finish_reason": finish_to_openai(resp.finish_reason) or "stop",
             }
         ],
@@ -546,8 +608,11 @@ class ChatStreamRenderer:
         self._tool_index: dict[int, int] = {}  # canonical block index -> OpenAI tool_calls index
         self._usage: Usage | None = None
         self._finished = False
+        self._logprobs = request.logprobs
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(
+        self, delta: dict[str, Any], finish: str | None = None, logprobs: list[TokenLogprob] | None = None
+    ) -> bytes:
         chunk: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
@@ -555,7 +620,18 @@ class ChatStreamRenderer:
             "model": self._model,
             "service_tier": "default",
             "system_fingerprint": self._fingerprint,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": (
+                        {"content": logprobs_to_openai(logprobs), "refusal": None}
+                        if logprobs is not None and self._logprobs
+                        else None
+                    ),
+                    "finish_reason": finish,
+                }
+            ],
         }
         if self._include_usage:
             chunk["usage"] = None
@@ -575,7 +651,7 @@ class ChatStreamRenderer:
             return b"" if self._started else self._start()
         head = b"" if self._started or isinstance(event, UsageUpdate) else self._start()
         if isinstance(event, TextDelta):
-            return head + self._chunk({"content": event.text}) if event.text else head
+            return head + self._chunk({"content": event.text}, None, event.logprobs) if event.text else head
         if isinstance(event, ReasoningDelta):
             return head + self._chunk({"reasoning_content": event.text}) if event.text else head
         if isinstance(event, RefusalDelta):
@@ -592,7 +668,7 @@ class ChatStreamRenderer:
                 }
                 return head + self._chunk({"tool_calls": [call]})
             if isinstance(part, TextPart) and part.text:
-                return head + self.render(TextDelta(event.index, part.text))
+                return head + self.render(TextDelta(event.index, part.text, part.logprobs))
             if isinstance(part, RefusalPart) and part.text:
                 return head + self.render(RefusalDelta(event.index, part.text))
             if isinstance(part, ReasoningPart) and part.text:
@@ -804,6 +880,10 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         body["safety_identifier"] = request.end_user
     if request.metadata and dialect is Dialect.OPENAI:
         body["metadata"] = request.metadata
+    if request.logprobs:
+        body["logprobs"] = True
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
     if request.extra and request.ingress is Protocol.OPENAI_CHAT:
         for k, val in request.extra.items():
             body.setdefault(k, val)
@@ -849,7 +929,7 @@ def parse_chat_completion(data: dict[str, Any]) -> Response:
     if reasoning:
         content.append(ReasoningPart(reasoning, provider=Protocol.OPENAI_CHAT))
     if isinstance(msg.get("content"), str) and (msg["content"] or not msg.get("tool_calls")):
-        content.append(TextPart(msg["content"]))
+        content.append(TextPart(msg["content"], logprobs=_chat_logprobs(choice)))
     if isinstance(msg.get("refusal"), str) and msg["refusal"]:
         content.append(RefusalPart(msg["refusal"]))
     for tc in json_array(msg.get("tool_calls"), "tool_calls"):
@@ -1018,7 +1098,7 @@ class ChatStreamParser:
                 out.append(ReasoningDelta(self._ensure("reasoning", out), reasoning))
             text = delta.get("content")
             if text:
-                out.append(TextDelta(self._ensure("text", out), text))
+                out.append(TextDelta(self._ensure("text", out), text, _chat_logprobs(choice)))
             refusal = delta.get("refusal")
             if refusal:
                 out.append(RefusalDelta(self._ensure("refusal", out), refusal))

@@ -52,6 +52,7 @@ from crossmodel_protocols.canonical import (
     SystemPart,
     TextDelta,
     TextPart,
+    TokenLogprob,
     Tool,
     ToolArgumentsDelta,
     ToolCallPart,
@@ -75,6 +76,8 @@ from crossmodel_protocols.openai_chat import (
     ChatStreamParser,
     Dialect,
     error_kind_for_status,
+    logprobs_from_openai,
+    logprobs_to_openai,
     parse_chat_completion,
     parse_retry_after,
 )
@@ -143,10 +146,12 @@ _MAPPED = frozenset(
         "tool_choice",
         "tools",
         "top_p",
+        "top_logprobs",
         "user",
         "include",
     }
 )
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 # https://platform.openai.com/docs/api-reference/responses/create#responses-create-max_output_tokens
@@ -499,6 +504,7 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
     end_user = (
         v.opt_str(data, "safety_identifier", "safety_identifier") or v.opt_str(data, "user", "user") or ""
     )
+    top_logprobs = v.opt_int(data, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
     return Request(
         model=model,
         messages=messages,
@@ -511,6 +517,9 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         tool_choice=_parse_tool_choice(data),
         response_format=_parse_text(data),
         reasoning=_parse_reasoning(data, include),
+        # OpenAI returns them when `include` asks; a count of alternatives asks as well.
+        logprobs=LOGPROBS_INCLUDE in include or bool(top_logprobs),
+        top_logprobs=top_logprobs,
         end_user=end_user,
         metadata=v.str_map(data, "metadata", "metadata"),
         # Responses always reports usage in its final event.
@@ -609,7 +618,7 @@ def response_shell(request: Request, response_id: str, created_at: int, status: 
         "text": _text_config(request.response_format),
         "tool_choice": _tool_choice_to_responses(request.tool_choice),
         "tools": tools,
-        "top_logprobs": 0,
+        "top_logprobs": request.top_logprobs or 0,
         "top_p": request.top_p if request.top_p is not None else 1.0,
         "truncation": raw.get("truncation") or "disabled",
         "usage": None,
@@ -646,7 +655,8 @@ def _reasoning_item_out(p: ReasoningPart, item_id: str, request: Request, status
 def _content_obj(p: TextPart | RefusalPart) -> dict[str, Any]:
     if isinstance(p, RefusalPart):
         return {"type": "refusal", "refusal": p.text}
-    return {"type": "output_text", "annotations": p.annotations or [], "logprobs": [], "text": p.text}
+    logprobs = logprobs_to_openai(p.logprobs) if p.logprobs else []
+    return {"type": "output_text", "annotations": p.annotations or [], "logprobs": logprobs, "text": p.text}
 
 
 def render_output(resp: Response, request: Request, response_id: str, status: str) -> list[dict[str, Any]]:
@@ -721,6 +731,7 @@ class ResponsesStreamRenderer:
         self._item: dict[str, Any] | None = None
         self._kind = ""  # "message" | "reasoning" | "function_call"
         self._part: dict[str, Any] | None = None  # open content part of a message
+        self._part_logprobs: list[TokenLogprob] = []  # the open output_text part's tokens
         self._summary_open = False
         self._blocks: dict[int, str] = {}  # canonical block index -> kind of its item
         self._reasoning_provider: Protocol | None = None
@@ -772,6 +783,7 @@ class ResponsesStreamRenderer:
         assert self._item is not None
         out = self._close_part()
         self._part = part
+        self._part_logprobs = []
         idx = len(self._item["content"])
         return out + self._event(
             "response.content_part.added",
@@ -792,7 +804,10 @@ class ResponsesStreamRenderer:
         if part["type"] == "refusal":
             out = self._event("response.refusal.done", {**common, "refusal": part["refusal"]})
         else:
-            out = self._event("response.output_text.done", {**common, "text": part["text"], "logprobs": []})
+            lps = self._part_logprobs
+            part["logprobs"] = logprobs_to_openai(lps)
+            done = {**common, "text": part["text"], "logprobs": logprobs_to_openai(lps, with_bytes=False)}
+            out = self._event("response.output_text.done", done)
         self._item["content"].append(part)
         return out + self._event("response.content_part.done", {**common, "part": part})
 
@@ -852,7 +867,7 @@ class ResponsesStreamRenderer:
         if isinstance(event, BlockStart):
             return head + self._block_start(event)
         if isinstance(event, TextDelta):
-            return head + self._text(event.index, event.text, "output_text")
+            return head + self._text(event.index, event.text, "output_text", event.logprobs)
         if isinstance(event, RefusalDelta):
             return head + self._text(event.index, event.text, "refusal")
         if isinstance(event, ReasoningDelta):
@@ -882,7 +897,9 @@ class ResponsesStreamRenderer:
                 out += self._open_part({"type": "refusal", "refusal": ""})
                 return out + (self._text(event.index, part.text, "refusal") if part.text else b"")
             out += self._open_part({"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
-            return out + (self._text(event.index, part.text, "output_text") if part.text else b"")
+            return out + (
+                self._text(event.index, part.text, "output_text", part.logprobs) if part.text else b""
+            )
         if isinstance(part, ReasoningPart):
             self._blocks[event.index] = "reasoning"
             out = self._close_item()
@@ -910,7 +927,7 @@ class ResponsesStreamRenderer:
             return out + (self._arguments(part.arguments) if part.arguments else b"")
         return b""
 
-    def _text(self, index: int, text: str, kind: str) -> bytes:
+    def _text(self, index: int, text: str, kind: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
         if not text:
             return b""
         out = b""
@@ -940,7 +957,10 @@ class ResponsesStreamRenderer:
             self._part["refusal"] += text
             return out + self._event("response.refusal.delta", {**common, "delta": text})
         self._part["text"] += text
-        return out + self._event("response.output_text.delta", {**common, "delta": text, "logprobs": []})
+        if logprobs:
+            self._part_logprobs.extend(logprobs)
+        lps = logprobs_to_openai(logprobs, with_bytes=False) if logprobs else []
+        return out + self._event("response.output_text.delta", {**common, "delta": text, "logprobs": lps})
 
     def _open_reasoning(self) -> bytes:
         part, self._pending_reasoning = self._pending_reasoning, None
@@ -1202,6 +1222,10 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         body["reasoning"] = reasoning
         # Stateless reasoning models need their encrypted state back to continue a tool loop.
         body["include"] = ["reasoning.encrypted_content"]
+    if request.logprobs:
+        body["include"] = [*body.get("include", ()), LOGPROBS_INCLUDE]
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
     if request.end_user:
         body["safety_identifier"] = request.end_user
     if request.metadata:
@@ -1248,7 +1272,10 @@ def parse_output_items(output: Any) -> list[Part]:
             for c in item.get("content") or ():
                 if c.get("type") == "output_text":
                     ann = c.get("annotations")
-                    parts.append(TextPart(c.get("text") or "", annotations=ann if ann else None))
+                    lps = logprobs_from_openai(c.get("logprobs"))
+                    parts.append(
+                        TextPart(c.get("text") or "", annotations=ann if ann else None, logprobs=lps or None)
+                    )
                 elif c.get("type") == "refusal":
                     parts.append(RefusalPart(c.get("refusal") or ""))
         elif kind == "function_call":
@@ -1392,7 +1419,8 @@ class ResponsesStreamParser:
                 self._begin(TextPart(""), "text", out)
         elif kind == "response.output_text.delta":
             if self._open_kind == "text" and self._open is not None and ev.get("delta"):
-                out.append(TextDelta(self._open, ev["delta"]))
+                lps = logprobs_from_openai(ev.get("logprobs"))
+                out.append(TextDelta(self._open, ev["delta"], lps or None))
         elif kind == "response.refusal.delta":
             if self._open_kind == "refusal" and self._open is not None and ev.get("delta"):
                 out.append(RefusalDelta(self._open, ev["delta"]))

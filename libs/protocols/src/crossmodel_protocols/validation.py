@@ -85,8 +85,6 @@ _VENDOR_ONLY: dict[Protocol, tuple[str, dict[str, Callable[[Any], bool]]]] = {
     Protocol.OPENAI_CHAT: (
         "OpenAI-compatible",
         {
-            "logprobs": _truthy,
-            "top_logprobs": _truthy,
             "audio": _present,
             "modalities": lambda v: isinstance(v, list) and "audio" in v,
             "web_search_options": _present,
@@ -99,7 +97,6 @@ _VENDOR_ONLY: dict[Protocol, tuple[str, dict[str, Callable[[Any], bool]]]] = {
             "conversation": _present,
             "prompt": _present,
             "background": _truthy,
-            "top_logprobs": _truthy,
         },
     ),
     Protocol.ANTHROPIC_MESSAGES: ("Anthropic", {"mcp_servers": _truthy, "container": _present}),
@@ -126,6 +123,19 @@ def refuse_vendor_only_fields(request: Request, served: Protocol | None) -> None
                 param=name,
                 code="unsupported_parameter",
             )
+
+
+def refuse_logprobs(request: Request) -> None:
+    """For a vendor that has no log probabilities (Anthropic): asked for, they would be missing
+    from an answer that reads as complete."""
+    if request.logprobs:
+        param = "include" if request.ingress is Protocol.OPENAI_RESPONSES else "logprobs"
+        raise InvalidRequest(
+            f"Invalid value for '{param}': this model does not return log probabilities; "
+            "OpenAI-compatible and Gemini models do.",
+            param=param,
+            code="unsupported_parameter",
+        )
 
 
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
@@ -187,7 +197,9 @@ def opt_bool(obj: dict[str, Any], key: str, path: str) -> bool | None:
 _INT64 = 2**63
 
 
-def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = None) -> int | None:
+def opt_int(
+    obj: dict[str, Any], key: str, path: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
     v = obj.get(key)
     if v is None:
         return None
@@ -200,11 +212,10 @@ def opt_int(obj: dict[str, Any], key: str, path: str, *, minimum: int | None = N
         raise invalid_value(
             path, v, why=f"integer below minimum value. Expected a value >= {minimum}, but got {v} instead."
         )
-    if not -_INT64 <= v < _INT64:
+    top = _INT64 - 1 if maximum is None else maximum
+    if not -_INT64 <= v <= top:
         raise invalid_value(
-            path,
-            v,
-            why=f"integer above maximum value. Expected a value <= {_INT64 - 1}, but got {v} instead.",
+            path, v, why=f"integer above maximum value. Expected a value <= {top}, but got {v} instead."
         )
     return v
 

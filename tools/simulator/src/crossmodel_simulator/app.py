@@ -42,7 +42,7 @@ from aiohttp.typedefs import Handler
 
 from crossmodel_simulator import anthropic, gemini, responses
 from crossmodel_simulator.responses import ARGUMENT_PIECE, Reply, reply_for_chat_view
-from crossmodel_simulator.script import Expected, expected_completion, last_user_text
+from crossmodel_simulator.script import Expected, expected_completion, last_user_text, openai_logprobs
 
 _ALNUM = string.ascii_letters + string.digits
 STATS = web.AppKey("stats", dict[str, int])
@@ -160,6 +160,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     created = int(time.time())
     fp = fingerprint(model)
     headers = {"x-request-id": "req_" + secrets.token_hex(16)}
+    top = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+    logprobs = (
+        openai_logprobs(exp.pieces, top if isinstance(top, int) else 0)
+        if body.get("logprobs") is True
+        else None
+    )
     if not body.get("stream"):
         if script.drop_after is not None:
             _drop(request)
@@ -182,7 +188,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+                    "finish_reason": finish,
+                }
+            ],
             "service_tier": "default",
             "system_fingerprint": fp,
         }
@@ -197,7 +210,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, lp: list[dict[str, Any]] | None = None
+    ) -> bytes:
         c: dict[str, Any] = {
             "id": cid,
             "object": "chat.completion.chunk",
@@ -205,7 +220,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "model": model,
             "service_tier": "default",
             "system_fingerprint": fp,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None if lp is None else {"content": lp, "refusal": None},
+                    "finish_reason": finish,
+                }
+            ],
         }
         if include_usage:
             c["usage"] = None
@@ -213,7 +235,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     try:
         await _stream_body(
-            request, resp, exp, chunk, vendor, cid, created, model, fp, include_usage, reply, call_ids, finish
+            request,
+            resp,
+            exp,
+            chunk,
+            vendor,
+            cid,
+            created,
+            model,
+            fp,
+            include_usage,
+            reply,
+            call_ids,
+            finish,
+            logprobs,
         )
     except ConnectionResetError:
         # The caller went away mid-stream (what a gateway does when its own client cancels).
@@ -238,6 +273,7 @@ async def _stream_body(
     reply: Reply | None,
     call_ids: list[str],
     finish: str,
+    logprobs: list[dict[str, Any]] | None,
 ) -> None:
     script = exp.script
     delay = script.chunk_delay_ms / 1000
@@ -246,6 +282,7 @@ async def _stream_body(
     deltas: list[dict[str, Any]] = []
     if reply is not None and reply.thinking is not None and vendor != "openai":
         deltas += [{"reasoning_content": p} for p in reply.thinking_pieces]
+    first_content = len(deltas)
     deltas += [{"content": p} for p in exp.pieces]
     for i, (call_id, t) in enumerate(zip(call_ids, reply.tools if reply is not None else (), strict=True)):
         fn = {"name": t.name, "arguments": ""}
@@ -271,7 +308,9 @@ async def _stream_body(
             return
         if delay:
             await asyncio.sleep(delay)
-        await resp.write(chunk(delta))
+        k = n - first_content
+        lp = [logprobs[k]] if logprobs is not None and 0 <= k < len(logprobs) else None
+        await resp.write(chunk(delta, None, lp))
     if script.drop_after is not None and script.drop_after <= len(deltas):
         _drop(request)
         return

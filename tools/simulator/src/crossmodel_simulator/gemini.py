@@ -42,6 +42,7 @@ import orjson
 from aiohttp import web
 
 from crossmodel_simulator.responses import Reply, reply_for_chat_view, signature_for
+from crossmodel_simulator.script import token_logprobs
 
 _URLSAFE = string.ascii_letters + string.digits + "-_"
 GEMINI_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-3-pro-preview")
@@ -142,6 +143,33 @@ def include_thoughts(body: dict[str, Any]) -> bool:
     return isinstance(cfg, dict) and _field(cfg, "includeThoughts") is True
 
 
+def logprobs_asked(body: dict[str, Any]) -> int | None:
+    """How many top candidates `generationConfig.responseLogprobs` asked per token (its
+    `logprobs`, 0 if unset), or None when log probabilities were not asked."""
+    gen = _field(body, "generationConfig")
+    if not isinstance(gen, dict) or _field(gen, "responseLogprobs") is not True:
+        return None
+    top = _field(gen, "logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+
+
+def logprobs_result(
+    pieces: tuple[str, ...] | list[str], top: int, start: int = 0, stop: int | None = None
+) -> dict[str, Any]:
+    """`Candidate.logprobsResult` for the reply's tokens `pieces[start:stop]` (a stream chunk
+    carries its own tokens)."""
+    lps = token_logprobs(pieces, top)[start:stop]
+
+    def cand(token: str, lp: float) -> dict[str, Any]:
+        return {"token": token, "tokenId": 1000 + len(token), "logProbability": lp}
+
+    return {
+        "topCandidates": [{"candidates": [cand(a, b) for a, b in t.top]} for t in lps],
+        "chosenCandidates": [cand(t.token, t.logprob) for t in lps],
+        "logProbabilitySum": sum(t.logprob for t in lps),
+    }
+
+
 def usage_metadata(reply: Reply, *, final: bool = True) -> dict[str, Any]:
     if not final:
         return {"promptTokenCount": reply.prompt_tokens, "totalTokenCount": reply.prompt_tokens}
@@ -179,11 +207,18 @@ def _sign(reply: Reply, parts: list[dict[str, Any]], *, last_text: bool) -> None
 
 
 def _chunk(
-    reply: Reply, model: str, response_id: str, parts: list[dict[str, Any]], finish: str | None
+    reply: Reply,
+    model: str,
+    response_id: str,
+    parts: list[dict[str, Any]],
+    finish: str | None,
+    logprobs: dict[str, Any] | None = None,
 ) -> bytes:
     cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if finish:
         cand["finishReason"] = finish
+    if logprobs is not None:
+        cand["logprobsResult"] = logprobs
     out: dict[str, Any] = {"candidates": [cand]}
     if not reply.script.no_usage:
         out["usageMetadata"] = usage_metadata(reply, final=finish is not None)
@@ -216,6 +251,8 @@ async def _stream(
     word_parts.extend({"text": p} for p in reply.pieces)
     if not word_parts and not reply.tools:
         word_parts.append({"text": ""})
+    top = logprobs_asked(body)
+    token = 0  # the reply token the next text part carries
     for n, part in enumerate(word_parts):
         if script.drop_after is not None and n >= script.drop_after:
             _drop(request)
@@ -236,7 +273,11 @@ async def _stream(
         last = n == len(word_parts) - 1 and not reply.tools
         if last:
             _sign(reply, [part], last_text=True)
-        await resp.write(_chunk(reply, model, rid, [part], finish if last else None))
+        lp = None
+        if top is not None and not part.get("thought") and token < len(reply.pieces):
+            lp = logprobs_result(reply.pieces, top, token, token + 1)
+            token += 1
+        await resp.write(_chunk(reply, model, rid, [part], finish if last else None, lp))
     if script.drop_after is not None and script.drop_after <= len(word_parts):
         _drop(request)
         return
@@ -288,6 +329,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
             "finishReason": "MAX_TOKENS" if reply.truncated else "STOP",
             "index": 0,
         }
+        top = logprobs_asked(body)
+        if top is not None:
+            cand["logprobsResult"] = logprobs_result(reply.pieces, top)
         out: dict[str, Any] = {"candidates": [cand]}
         if not script.no_usage:
             out["usageMetadata"] = usage_metadata(reply)

@@ -48,7 +48,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from crossmodel_simulator.script import Script, count_tokens, expected_completion, parse_script
+from crossmodel_simulator.script import (
+    Script,
+    count_tokens,
+    expected_completion,
+    openai_logprobs,
+    parse_script,
+)
 
 _ALNUM = string.ascii_letters + string.digits
 _TOOL = re.compile(r"\[sim:tool=([^\]:]+)(?::([^\]]*))?\]")
@@ -241,6 +247,9 @@ class _Builder:
         include = body.get("include") if isinstance(body.get("include"), list) else []
         assert isinstance(include, list)
         self.encrypted = "reasoning.encrypted_content" in include
+        self.logprobs = "message.output_text.logprobs" in include
+        top = body.get("top_logprobs")
+        self.top = top if isinstance(top, int) and not isinstance(top, bool) else 0
         self.rs_id, self.msg_id = _id("rs_"), _id("msg_")
         self.calls = [(_id("fc_"), call_id(), t) for t in reply.tools]
 
@@ -285,7 +294,7 @@ class _Builder:
                 else t
                 for t in b.get("tools") or []
             ],
-            "top_logprobs": 0,
+            "top_logprobs": self.top,
             "top_p": b.get("top_p", 1.0),
             "truncation": b.get("truncation", "disabled"),
             "usage": None,
@@ -311,9 +320,15 @@ class _Builder:
             item["encrypted_content"] = signature_for(self.reply.thinking or "")
         return item
 
+    def text_logprobs(self, *, with_bytes: bool = True) -> list[dict[str, Any]]:
+        """The reply's token log probabilities when `include` asked for them, else none."""
+        return openai_logprobs(self.reply.pieces, self.top, with_bytes=with_bytes) if self.logprobs else []
+
     def message_item(self, text: str | None, status: str) -> dict[str, Any]:
         content = (
-            [] if text is None else [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]
+            []
+            if text is None
+            else [{"type": "output_text", "annotations": [], "logprobs": self.text_logprobs(), "text": text}]
         )
         return {
             "id": self.msg_id,
@@ -422,12 +437,15 @@ async def _stream(request: web.Request, ev: _Events, b: _Builder) -> None:
         common = {"item_id": b.msg_id, "output_index": idx, "content_index": 0}
         empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
         await ev.send("response.content_part.added", {**common, "part": empty})
-        for piece in reply.pieces:
+        lps = b.text_logprobs(with_bytes=False)
+        for i, piece in enumerate(reply.pieces):
+            lp = lps[i : i + 1]
             await _delta(
-                request, ev, b, "response.output_text.delta", {**common, "delta": piece, "logprobs": []}
+                request, ev, b, "response.output_text.delta", {**common, "delta": piece, "logprobs": lp}
             )
-        await ev.send("response.output_text.done", {**common, "text": reply.text, "logprobs": []})
-        await ev.send("response.content_part.done", {**common, "part": {**empty, "text": reply.text}})
+        await ev.send("response.output_text.done", {**common, "text": reply.text, "logprobs": lps})
+        done = {**empty, "text": reply.text, "logprobs": b.text_logprobs()}
+        await ev.send("response.content_part.done", {**common, "part": done})
         await ev.send(
             "response.output_item.done", {"output_index": idx, "item": b.message_item(reply.text, status)}
         )

@@ -20,6 +20,13 @@ Token counts
   (the first word bare, each later one with its leading space), so chunks = completion tokens.
 - `[sim:cached=N]` reports `min(N, prompt_tokens)` cached prompt tokens.
 
+Log probabilities
+-----------------
+When asked (chat `logprobs`, Responses `include: ["message.output_text.logprobs"]`, Gemini
+`generationConfig.responseLogprobs`), every reply token (each stream piece) gets one:
+`token_logprobs(pieces, top)`. Token i has log probability `-(i % 5 + 1) / 100`; its `top`
+alternatives are the token itself, then `"<token>~1"`, `"<token>~2"`, … each 1.0 lower.
+
 Markers (anywhere in the last user message)
 -------------------------------------------
 - `[sim:status=429]` (any 4xx/5xx): fail before the first byte with that status and an
@@ -139,6 +146,42 @@ def prompt_tokens(messages: list[Any]) -> int:
             fn = tc.get("function") or {} if isinstance(tc, dict) else {}
             total += count_tokens(str(fn.get("name") or "")) + count_tokens(str(fn.get("arguments") or ""))
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]  # the `top` most likely tokens here, the chosen one first
+
+
+def token_logprobs(pieces: tuple[str, ...] | list[str], top: int) -> list[TokenLogprob]:
+    """The log probabilities the simulator reports for these reply tokens, with `top`
+    alternatives each."""
+    out = []
+    for i, token in enumerate(pieces):
+        lp = -(i % 5 + 1) / 100
+        alts = [(token, lp)] + [(f"{token}~{j}", lp - j) for j in range(1, top)]
+        out.append(TokenLogprob(token, lp, tuple(alts[: max(top, 0)])))
+    return out
+
+
+def openai_logprobs(
+    pieces: tuple[str, ...] | list[str], top: int, *, with_bytes: bool = True
+) -> list[dict[str, Any]]:
+    """OpenAI's shape: chat `choices[].logprobs.content`, Responses `output_text.logprobs`
+    (`with_bytes=False`: the `logprobs` of Responses delta and done events)."""
+
+    def entry(token: str, lp: float) -> dict[str, Any]:
+        e: dict[str, Any] = {"token": token, "logprob": lp}
+        if with_bytes:
+            e["bytes"] = list(token.encode())
+        return e
+
+    return [
+        {**entry(t.token, t.logprob), "top_logprobs": [entry(a, b) for a, b in t.top]}
+        for t in token_logprobs(pieces, top)
+    ]
 
 
 def _pieces(text: str) -> tuple[str, ...]:
