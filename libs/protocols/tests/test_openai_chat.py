@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crossmodel_protocols.anthropic import AnthropicProvider
 from crossmodel_protocols.canonical import (
     BlockStart,
     BlockStop,
@@ -33,6 +34,7 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
+from crossmodel_protocols.gemini import GeminiProvider
 from crossmodel_protocols.openai_chat import (
     ChatIngress,
     ChatPassthrough,
@@ -198,7 +200,9 @@ def test_parse_full_request() -> None:
             "stream",
             "invalid_type",
         ),
-        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n", "unsupported_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n", "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 129}, "n", "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": "2"}, "n", "invalid_type"),
         (
             {
                 "model": "m",
@@ -576,3 +580,19 @@ def test_error_inside_upstream_stream_becomes_stream_error() -> None:
     events = ChatStreamParser().feed(b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n')
     assert len(events) == 1
     assert events[0].kind == "error"
+
+
+def test_several_choices_pass_through_to_openai_family_and_are_refused_elsewhere() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3})
+    assert req.n == 3
+    for dialect in Dialect:
+        assert orjson.loads(passthrough_body(req, "up", dialect))["n"] == 3
+    # The canonical answer holds one choice: the canonical path refuses rather than drop two.
+    for provider in (ChatProvider(), AnthropicProvider(), GeminiProvider()):
+        with pytest.raises(InvalidRequest) as caught:
+            provider.build_request(req, "up", "sk")
+        assert caught.value.param == "n"
+        assert caught.value.code == "unsupported_value"
+    one = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 1})
+    for provider in (ChatProvider(), AnthropicProvider(), GeminiProvider()):
+        provider.build_request(one, "up", "sk")

@@ -268,6 +268,34 @@ async def test_streams_through_the_official_sdk_parser(
     assert got[-1].usage is not None
 
 
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_log_probabilities_on_either_path(
+    start_router: RouterFactory, packaged_catalog: Catalog, passthrough: bool
+) -> None:
+    stub = await start_router(packaged_catalog, passthrough=passthrough)
+    res = await route(stub, chat("name a colour", logprobs=True, top_logprobs=2))
+    answer = orjson.loads(res.body)
+    tokens = answer["choices"][0]["logprobs"]["content"]
+    assert "".join(t["token"] for t in tokens) == answer["choices"][0]["message"]["content"]
+    assert all(len(t["top_logprobs"]) == 2 for t in tokens)
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+async def test_several_choices_only_on_the_pass_through_path(
+    start_router: RouterFactory, packaged_catalog: Catalog, passthrough: bool
+) -> None:
+    stub = await start_router(packaged_catalog, passthrough=passthrough)
+    res = await route(stub, chat("name a colour", n=2))
+    if passthrough:
+        assert [c["index"] for c in orjson.loads(res.body)["choices"]] == [0, 1]
+        assert res.usages[0].output_tokens == 2 * expected_completion(chat("name a colour")).completion_tokens
+        return
+    # The canonical answer holds one choice: refused before any upstream call, not cut to one.
+    assert res.order == ["error"]
+    assert res.errors[0].kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+    assert res.errors[0].param == "n"
+
+
 async def test_deepseek_and_compatible_vendors(
     start_router: RouterFactory, packaged_catalog: Catalog
 ) -> None:

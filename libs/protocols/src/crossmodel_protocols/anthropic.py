@@ -1003,6 +1003,7 @@ def _tool_choice_to_anthropic(tc: ToolChoice) -> dict[str, Any]:
 def build_messages_body(request: Request, upstream_model: str, default_max_tokens: int) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.ANTHROPIC_MESSAGES)
     v.refuse_logprobs(request)
+    v.refuse_choices(request)
     max_tokens = request.max_tokens if request.max_tokens is not None else default_max_tokens
     body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens}
     system = _system_to_anthropic(request)

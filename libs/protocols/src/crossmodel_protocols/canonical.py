@@ -304,6 +304,9 @@ class Request:
     # position (`top_logprobs`, 0-20; None when not given).
     logprobs: bool = False
     top_logprobs: int | None = None
+    # Chat `n`: how many choices to generate. Only an OpenAI-family upstream on the pass-through
+    # path answers more than one (the canonical response has one); elsewhere n > 1 is refused.
+    n: int = 1
     # OpenAI `safety_identifier` (else legacy `user`), Anthropic `metadata.user_id`,
     # forwarded to each vendor in its own field and recorded in the usage event.
     end_user: str = ""

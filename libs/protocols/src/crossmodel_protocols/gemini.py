@@ -297,6 +297,7 @@ def _thinking_config(r: ReasoningConfig, gemini3: bool) -> dict[str, Any]:
 
 def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, None)
+    v.refuse_choices(request)
     body: dict[str, Any] = {"contents": build_contents(request, upstream_model)}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}

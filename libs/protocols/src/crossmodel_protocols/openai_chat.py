@@ -469,13 +469,7 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
                 param=legacy,
                 code="unsupported_parameter",
             )
-    n = v.opt_int(data, "n", "n", minimum=1)
-    if n is not None and n != 1:
-        raise InvalidRequest(
-            "Invalid value for 'n': only 1 is supported; ask for more completions with separate requests.",
-            param="n",
-            code="unsupported_value",
-        )
+    n = v.opt_int(data, "n", "n", minimum=1, maximum=128)
     max_tokens = v.opt_int(data, "max_completion_tokens", "max_completion_tokens", minimum=1)
     if max_tokens is None:
         max_tokens = v.opt_int(data, "max_tokens", "max_tokens", minimum=1)
@@ -509,6 +503,7 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
         metadata=v.str_map(data, "metadata", "metadata"),
         logprobs=logprobs,
         top_logprobs=top_logprobs,
+        n=n or 1,
         include_usage=include_usage,
         extra=extra,
         ingress=Protocol.OPENAI_CHAT,
@@ -827,6 +822,7 @@ def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
 
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
+    v.refuse_choices(request)
     body: dict[str, Any] = {"model": upstream_model, "messages": _messages_to_openai(request, dialect)}
     if request.stream:
         body["stream"] = True

@@ -1180,6 +1180,7 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         body["model"] = upstream_model
         return body
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_RESPONSES)
+    v.refuse_choices(request)
     body = {"model": upstream_model, "input": build_input(request)}
     if request.system:
         body["instructions"] = "\n\n".join(s.text for s in request.system)

@@ -138,6 +138,19 @@ def refuse_logprobs(request: Request) -> None:
         )
 
 
+def refuse_choices(request: Request) -> None:
+    """Chat `n` > 1 where the answer is built through the canonical model, which holds one
+    choice: the other choices would be missing from an answer that reads as complete. Only the
+    pass-through path to an OpenAI-family upstream relays several."""
+    if request.n > 1:
+        raise InvalidRequest(
+            "Invalid value for 'n': this model answers one choice per request; "
+            "ask for more choices with separate requests.",
+            param="n",
+            code="unsupported_value",
+        )
+
+
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
     """A vendor's own tool (OpenAI's hosted `web_search`, Anthropic's server `web_search_…`, …)
     asked of a model of another vendor, which has no such tool. Dropping it would answer without

@@ -273,7 +273,7 @@ class Relay:
                 return error_response(unavailable, protocol, info)
             return await self._refuse_after_key_check(api_key, model_not_found(facts.model), protocol, info)
 
-        admission = admission_for(body, facts.max_output_tokens, model)
+        admission = admission_for(body, facts.max_output_tokens, model, facts.choices)
         span = trace.get_current_span()
         span.set_attribute("gen_ai.operation.name", "chat")
         span.set_attribute("gen_ai.request.model", model.id)

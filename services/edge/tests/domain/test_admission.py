@@ -48,6 +48,13 @@ def test_output_limit_from_the_request_capped_by_the_model() -> None:
     assert max_output_tokens(123_456, model(max_out=0)) == 123_456
 
 
+def test_every_choice_may_reach_the_output_limit() -> None:
+    body = b'{"model":"openai/x","n":3,"max_tokens":500,"messages":[]}'
+    one, three = admission_for(body, 500, model()), admission_for(body, 500, model(), choices=3)
+    assert three.max_output_tokens == 3 * one.max_output_tokens == 1500
+    assert three.reserve_micros == -(-(len(body) * 3_000_000 + 1500 * 15_000_000) // 1_000_000)
+
+
 def test_reserve_covers_any_real_usage_within_the_bounds() -> None:
     body = b'{"model":"anthropic/x","max_tokens":500,"messages":[{"role":"user","content":"hi"}]}'
     a = admission_for(body, 500, model())

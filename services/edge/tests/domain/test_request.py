@@ -19,6 +19,12 @@ CHAT, RESPONSES, MESSAGES = Protocol.OPENAI_CHAT, Protocol.OPENAI_RESPONSES, Pro
         (b'{"model":"a/b","stream":null,"max_tokens":null}', CHAT, RequestFacts("a/b", False, None)),
         (b'{"model":"a/b","max_output_tokens":9,"max_tokens":5}', RESPONSES, RequestFacts("a/b", False, 9)),
         (b'{"model":"a/b","max_tokens":1024,"stream":true}', MESSAGES, RequestFacts("a/b", True, 1024)),
+        (b'{"model":"a/b","n":3,"max_tokens":5}', CHAT, RequestFacts("a/b", False, 5, 3)),
+        # the router names a bad `n`; admission counts it as one choice
+        (b'{"model":"a/b","n":"3"}', CHAT, RequestFacts("a/b", False, None, 1)),
+        (b'{"model":"a/b","n":0}', CHAT, RequestFacts("a/b", False, None, 1)),
+        (b'{"model":"a/b","n":true}', CHAT, RequestFacts("a/b", False, None, 1)),
+        (b'{"model":"a/b","n":3}', RESPONSES, RequestFacts("a/b", False, None, 1)),
     ],
 )
 def test_facts(body: bytes, protocol: Protocol, facts: RequestFacts) -> None:

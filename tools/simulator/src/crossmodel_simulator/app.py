@@ -86,15 +86,16 @@ def error_response(
     )
 
 
-def usage_body(exp: Expected, vendor: str, reply: Reply | None = None) -> dict[str, Any]:
-    completion = reply.output_tokens if reply is not None else exp.completion_tokens
+def usage_body(exp: Expected, vendor: str, reply: Reply | None = None, choices: int = 1) -> dict[str, Any]:
+    """Usage of `choices` answers (chat `n`), each the same reply."""
+    completion = (reply.output_tokens if reply is not None else exp.completion_tokens) * choices
     usage: dict[str, Any] = {
         "prompt_tokens": exp.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": exp.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": exp.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": reply.thinking_tokens if reply is not None else 0,
+            "reasoning_tokens": reply.thinking_tokens * choices if reply is not None else 0,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -166,6 +167,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if body.get("logprobs") is True
         else None
     )
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     if not body.get("stream"):
         if script.drop_after is not None:
             _drop(request)
@@ -190,17 +193,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "model": model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "message": message,
                     "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
                     "finish_reason": finish,
                 }
+                for i in range(choices)
             ],
             "service_tier": "default",
             "system_fingerprint": fp,
         }
         if not script.no_usage:
-            out["usage"] = usage_body(exp, vendor, reply)
+            out["usage"] = usage_body(exp, vendor, reply, choices)
         return web.Response(body=orjson.dumps(out), content_type="application/json", headers=headers)
 
     so = body.get("stream_options")
@@ -213,25 +217,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def chunk(
         delta: dict[str, Any], finish: str | None = None, lp: list[dict[str, Any]] | None = None
     ) -> bytes:
-        c: dict[str, Any] = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": fp,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": delta,
-                    "logprobs": None if lp is None else {"content": lp, "refusal": None},
-                    "finish_reason": finish,
-                }
-            ],
-        }
-        if include_usage:
-            c["usage"] = None
-        return b"data: " + orjson.dumps(c) + b"\n\n"
+        """One chunk per choice (chat `n`), in index order."""
+        out = []
+        for i in range(choices):
+            c: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": fp,
+                "choices": [
+                    {
+                        "index": i,
+                        "delta": delta,
+                        "logprobs": None if lp is None else {"content": lp, "refusal": None},
+                        "finish_reason": finish,
+                    }
+                ],
+            }
+            if include_usage:
+                c["usage"] = None
+            out.append(b"data: " + orjson.dumps(c) + b"\n\n")
+        return b"".join(out)
 
     try:
         await _stream_body(
@@ -249,6 +257,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             call_ids,
             finish,
             logprobs,
+            choices,
         )
     except ConnectionResetError:
         # The caller went away mid-stream (what a gateway does when its own client cancels).
@@ -274,6 +283,7 @@ async def _stream_body(
     call_ids: list[str],
     finish: str,
     logprobs: list[dict[str, Any]] | None,
+    choices: int = 1,
 ) -> None:
     script = exp.script
     delay = script.chunk_delay_ms / 1000
@@ -324,7 +334,7 @@ async def _stream_body(
             "service_tier": "default",
             "system_fingerprint": fp,
             "choices": [],
-            "usage": usage_body(exp, vendor, reply),
+            "usage": usage_body(exp, vendor, reply, choices),
         }
         await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")

@@ -20,6 +20,11 @@ Token counts
   (the first word bare, each later one with its leading space), so chunks = completion tokens.
 - `[sim:cached=N]` reports `min(N, prompt_tokens)` cached prompt tokens.
 
+Choices
+-------
+Chat `n` > 1 answers the same reply n times (choices 0 … n-1), with n times the completion
+tokens; a stream sends each chunk once per choice, in index order.
+
 Log probabilities
 -----------------
 When asked (chat `logprobs`, Responses `include: ["message.output_text.logprobs"]`, Gemini

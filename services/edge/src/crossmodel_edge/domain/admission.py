@@ -38,8 +38,11 @@ def max_output_tokens(requested: int | None, model: ModelInfo) -> int:
     return min(requested, limit) if limit > 0 else requested
 
 
-def admission_for(body: bytes, requested_max_output: int | None, model: ModelInfo) -> Admission:
+def admission_for(
+    body: bytes, requested_max_output: int | None, model: ModelInfo, choices: int = 1
+) -> Admission:
+    """`choices` (chat `n`) answers may each reach the output limit."""
     input_tokens = estimate_input_tokens(body, model.context_window)
-    out = max_output_tokens(requested_max_output, model)
+    out = max_output_tokens(requested_max_output, model) * choices
     reserve = worst_case_micros(model.prices, input_tokens=input_tokens, max_output_tokens=out)
     return Admission(input_tokens, out, reserve)

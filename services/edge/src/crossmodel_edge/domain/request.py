@@ -18,11 +18,17 @@ _MAX_OUTPUT_FIELDS: dict[Protocol, tuple[str, ...]] = {
 }
 
 
+_MAX_CHOICES = 128  # OpenAI's limit on chat `n`
+
+
 @dataclass(frozen=True, slots=True)
 class RequestFacts:
     model: str
     stream: bool
     max_output_tokens: int | None
+    # Chat `n`: the output limit applies to each choice. Anything but a positive integer counts
+    # as one here; the router refuses it with the field named.
+    choices: int = 1
 
 
 class BodyError(Exception):
@@ -60,4 +66,6 @@ def read_facts(body: bytes, protocol: Protocol) -> RequestFacts:
             raise BodyError(f"'{name}' must be a positive integer.", name)
         max_output = value
         break
-    return RequestFacts(model, stream, max_output)
+    n = data.get("n") if protocol is Protocol.OPENAI_CHAT else None
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= _MAX_CHOICES else 1
+    return RequestFacts(model, stream, max_output, choices)
