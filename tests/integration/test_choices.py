@@ -10,12 +10,9 @@ The simulator answers `n` choices with the same reply, and n times the completio
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import openai
 import pytest
-
-from crossmodel_devstack.harness import Harness
 
 ANSWERING = {
     "openai": "openai/gpt-4o-mini",
@@ -28,18 +25,9 @@ REPLY = "You said: Name three colours"
 N = 3
 
 
-@pytest.fixture(scope="module")
-async def oa(harness: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
-    account = await harness.new_account("it-choices", credit_micros=50_000_000)
-    async with openai.AsyncOpenAI(
-        base_url=f"{harness.edge_url}/v1", api_key=account.api_key, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
 @pytest.mark.parametrize("vendor", list(ANSWERING))
-async def test_several_choices(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    r = await oa.chat.completions.create(
+async def test_several_choices(client: openai.AsyncOpenAI, vendor: str) -> None:
+    r = await client.chat.completions.create(
         model=ANSWERING[vendor], messages=[{"role": "user", "content": PROMPT}], n=N
     )
     assert [c.index for c in r.choices] == list(range(N))
@@ -51,8 +39,8 @@ async def test_several_choices(oa: openai.AsyncOpenAI, vendor: str) -> None:
 
 
 @pytest.mark.parametrize("vendor", list(ANSWERING))
-async def test_several_choices_streamed(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    stream = await oa.chat.completions.create(
+async def test_several_choices_streamed(client: openai.AsyncOpenAI, vendor: str) -> None:
+    stream = await client.chat.completions.create(
         model=ANSWERING[vendor],
         messages=[{"role": "user", "content": PROMPT}],
         n=N,
@@ -76,9 +64,9 @@ async def test_several_choices_streamed(oa: openai.AsyncOpenAI, vendor: str) -> 
 
 
 @pytest.mark.parametrize("vendor", list(REFUSING))
-async def test_vendors_without_them_refuse(oa: openai.AsyncOpenAI, vendor: str) -> None:
+async def test_vendors_without_them_refuse(client: openai.AsyncOpenAI, vendor: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await oa.chat.completions.create(
+        await client.chat.completions.create(
             model=REFUSING[vendor], messages=[{"role": "user", "content": PROMPT}], n=2
         )
     body = caught.value.body
@@ -87,7 +75,7 @@ async def test_vendors_without_them_refuse(oa: openai.AsyncOpenAI, vendor: str) 
     assert body["code"] == "unsupported_value"
     assert caught.value.request_id
     # One choice asked explicitly is what every vendor gives.
-    r = await oa.chat.completions.create(
+    r = await client.chat.completions.create(
         model=REFUSING[vendor], messages=[{"role": "user", "content": PROMPT}], n=1
     )
     assert [c.message.content for c in r.choices] == [REPLY]

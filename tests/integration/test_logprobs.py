@@ -11,14 +11,13 @@ alternatives the token itself, then "<token>~1", "<token>~2", … each 1.0 lower
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from crossmodel_devstack.harness import Harness
+from crossmodel_devstack.harness import AccountKey, Harness
 from tests.integration import test_gemini_conformance, test_matrix
 
 VENDORS = {
@@ -57,18 +56,9 @@ def seen(entries: Any) -> list[tuple[str, float, list[tuple[str, float]]]]:
     ]
 
 
-@pytest.fixture(scope="module")
-async def oa(harness: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
-    account = await harness.new_account("it-logprobs", credit_micros=50_000_000)
-    async with openai.AsyncOpenAI(
-        base_url=f"{harness.edge_url}/v1", api_key=account.api_key, max_retries=0, timeout=30
-    ) as client:
-        yield client
-
-
 @pytest.mark.parametrize("vendor", list(VENDORS))
-async def test_chat_answer(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    r = await oa.chat.completions.create(
+async def test_chat_answer(client: openai.AsyncOpenAI, vendor: str) -> None:
+    r = await client.chat.completions.create(
         model=VENDORS[vendor],
         messages=[{"role": "user", "content": PROMPT}],
         logprobs=True,
@@ -84,8 +74,8 @@ async def test_chat_answer(oa: openai.AsyncOpenAI, vendor: str) -> None:
 
 
 @pytest.mark.parametrize("vendor", list(VENDORS))
-async def test_chat_stream(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    stream = await oa.chat.completions.create(
+async def test_chat_stream(client: openai.AsyncOpenAI, vendor: str) -> None:
+    stream = await client.chat.completions.create(
         model=VENDORS[vendor],
         messages=[{"role": "user", "content": PROMPT}],
         logprobs=True,
@@ -108,16 +98,16 @@ async def test_chat_stream(oa: openai.AsyncOpenAI, vendor: str) -> None:
 
 
 @pytest.mark.parametrize("vendor", ["openai", "google"])
-async def test_chat_not_asked_is_null(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    r = await oa.chat.completions.create(
+async def test_chat_not_asked_is_null(client: openai.AsyncOpenAI, vendor: str) -> None:
+    r = await client.chat.completions.create(
         model=VENDORS[vendor], messages=[{"role": "user", "content": PROMPT}]
     )
     assert r.choices[0].logprobs is None
 
 
 @pytest.mark.parametrize("vendor", list(VENDORS))
-async def test_responses_answer(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    r = await oa.responses.create(
+async def test_responses_answer(client: openai.AsyncOpenAI, vendor: str) -> None:
+    r = await client.responses.create(
         model=VENDORS[vendor], input=PROMPT, include=["message.output_text.logprobs"], top_logprobs=TOP
     )
     assert r.top_logprobs == TOP
@@ -131,8 +121,8 @@ async def test_responses_answer(oa: openai.AsyncOpenAI, vendor: str) -> None:
 
 
 @pytest.mark.parametrize("vendor", list(VENDORS))
-async def test_responses_stream(oa: openai.AsyncOpenAI, vendor: str) -> None:
-    stream = await oa.responses.create(
+async def test_responses_stream(client: openai.AsyncOpenAI, vendor: str) -> None:
+    stream = await client.responses.create(
         model=VENDORS[vendor],
         input=PROMPT,
         include=["message.output_text.logprobs"],
@@ -158,9 +148,9 @@ async def test_responses_stream(oa: openai.AsyncOpenAI, vendor: str) -> None:
     assert seen(text.logprobs) == expected()
 
 
-async def test_gemini_is_asked_in_its_own_fields(oa: openai.AsyncOpenAI, harness: Harness) -> None:
+async def test_gemini_is_asked_in_its_own_fields(client: openai.AsyncOpenAI, harness: Harness) -> None:
     marker = test_matrix.tag()
-    await oa.chat.completions.create(
+    await client.chat.completions.create(
         model=VENDORS["google"],
         messages=[{"role": "user", "content": f"{PROMPT} {marker}"}],
         logprobs=True,
@@ -188,9 +178,8 @@ async def test_gemini_is_asked_in_its_own_fields(oa: openai.AsyncOpenAI, harness
     ],
 )
 async def test_claude_has_none_and_says_so(
-    harness: Harness, path: str, body: dict[str, Any], param: str
+    harness: Harness, account: AccountKey, path: str, body: dict[str, Any], param: str
 ) -> None:
-    account = await harness.new_account("it-logprobs-claude", credit_micros=10_000_000)
     async with httpx.AsyncClient(base_url=harness.edge_url, timeout=30) as http:
         r = await http.post(
             path,

@@ -161,7 +161,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     created = int(time.time())
     fp = fingerprint(model)
     headers = {"x-request-id": "req_" + secrets.token_hex(16)}
-    top = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+    top = body.get("top_logprobs")
     logprobs = (
         openai_logprobs(exp.pieces, top if isinstance(top, int) else 0)
         if body.get("logprobs") is True
