@@ -12,20 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from crossmodel_protocols.anthropic import AnthropicIngress, AnthropicProvider
+from crossmodel_protocols.anthropic import AnthropicIngress
 from crossmodel_protocols.canonical import InvalidRequest, Protocol
-from crossmodel_protocols.codec import IngressCodec, ProviderCodec
-from crossmodel_protocols.gemini import GeminiProvider
-from crossmodel_protocols.openai_chat import ChatIngress, ChatProvider, Dialect
-from crossmodel_protocols.openai_responses import OpenAIProvider, ResponsesIngress
+from crossmodel_protocols.codec import IngressCodec
+from crossmodel_protocols.openai_chat import ChatIngress
+from crossmodel_protocols.openai_responses import ResponsesIngress
+from libs.protocols.tests.test_upstream_robustness import PROVIDERS
 
-PROVIDERS: dict[str, ProviderCodec] = {
-    "openai": OpenAIProvider(),
-    "deepseek": ChatProvider(Dialect.DEEPSEEK),
-    "compatible": ChatProvider(Dialect.COMPATIBLE),
-    "anthropic": AnthropicProvider(),
-    "gemini": GeminiProvider(),
-}
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
 # Per client protocol: its parser, a body with a function tool then the vendor's own tool, and
 # the providers that speak that tool's protocol.
