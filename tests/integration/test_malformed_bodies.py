@@ -10,16 +10,16 @@ test_protocol_errors.py; this module covers the combinations nobody wrote down."
 
 from __future__ import annotations
 
-import copy
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from crossmodel_devstack.harness import Harness
+from libs.protocols.tests.test_upstream_robustness import mutant
 from tests.integration import test_matrix
 
 SEED = 20261208
@@ -118,51 +118,14 @@ SEEDS: dict[str, dict[str, Any]] = {
         "stop_sequences": ["zzz"],
     },
 }
-WRONG: list[Any] = [
-    None,
-    True,
-    False,
-    0,
-    -1,
-    1.5,
-    2**70,
-    "",
-    "x",
-    [],
-    [None],
-    {},
-    {"a": 1},
-    "\u0000",
-    1e308,
-    "9" * 40,
-]
-
-
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if prefix:
-        yield prefix
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _paths(v, (*prefix, i))
 
 
 def _mutate(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    out = copy.deepcopy(body)
+    """One to three mutations of the protocols tests' kind (a value of another type or out of
+    range, a field removed, a field added), then a model of the matrix."""
+    out = body
     for _ in range(rng.randint(1, 3)):
-        where = rng.choice(list(_paths(out)))
-        parent: Any = out
-        for k in where[:-1]:
-            parent = parent[k]
-        roll = rng.random()
-        if roll < 0.6:
-            parent[where[-1]] = copy.deepcopy(rng.choice(WRONG))
-        elif roll < 0.8:
-            parent.pop(where[-1])
-        elif isinstance(parent, dict):
-            parent[f"unknown_{rng.randint(0, 9)}"] = copy.deepcopy(rng.choice(WRONG))
+        out = mutant(rng, out)
     out["model"] = rng.choice(MODELS)
     return out
 

@@ -147,7 +147,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]
             yield from _paths(child, (*prefix, i))
 
 
-def _mutant(rng: random.Random, original: Any) -> Any:
+def mutant(rng: random.Random, original: Any) -> Any:
     """`original` with one field replaced by another type, removed, or joined by a new one."""
     doc = copy.deepcopy(original)
     paths = list(_paths(doc))
@@ -210,7 +210,7 @@ def test_a_damaged_complete_answer_is_parsed_or_reported(provider: str, body: An
     codec.parse_response(orjson.dumps(body))  # the undamaged answer parses
     rng = random.Random(f"{provider}:{body.get('id') or body.get('responseId')}")
     for _ in range(MUTANTS_PER_INPUT):
-        damaged = json.dumps(_mutant(rng, body)).encode()  # orjson refuses integers past 64 bits
+        damaged = json.dumps(mutant(rng, body)).encode()  # orjson refuses integers past 64 bits
         _survives(lambda d=damaged: codec.parse_response(d), damaged)  # type: ignore[misc]
 
 
@@ -224,7 +224,7 @@ def test_a_damaged_stream_is_parsed_or_reported(provider: str, name: str) -> Non
     for _ in range(MUTANTS_PER_INPUT):
         damaged_events = list(events)
         i = rng.choice(objects)
-        damaged_events[i] = (events[i][0], _mutant(rng, events[i][1]))
+        damaged_events[i] = (events[i][0], mutant(rng, events[i][1]))
         damaged = _sse(damaged_events)
 
         def feed(raw: bytes = damaged) -> None:
@@ -388,7 +388,7 @@ def test_a_damaged_client_body_is_accepted_or_refused_naming_the_problem(
     ingress.parse_request(orjson.dumps(body), {})
     rng = random.Random(protocol.value)
     for _ in range(MUTANTS_PER_INPUT):
-        damaged = json.dumps(_mutant(rng, body)).encode()
+        damaged = json.dumps(mutant(rng, body)).encode()
         try:
             request = ingress.parse_request(damaged, {})
         except InvalidRequest:

@@ -214,6 +214,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
 
+    # What every chunk of this stream starts with, the final usage chunk included.
+    head = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": fp,
+    }
+
     def chunk(
         delta: dict[str, Any], finish: str | None = None, lp: list[dict[str, Any]] | None = None
     ) -> bytes:
@@ -221,12 +231,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         out = []
         for i in range(choices):
             c: dict[str, Any] = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "service_tier": "default",
-                "system_fingerprint": fp,
+                **head,
                 "choices": [
                     {
                         "index": i,
@@ -248,10 +253,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             exp,
             chunk,
             vendor,
-            cid,
-            created,
-            model,
-            fp,
+            head,
             include_usage,
             reply,
             call_ids,
@@ -274,10 +276,7 @@ async def _stream_body(
     exp: Expected,
     chunk: Callable[..., bytes],
     vendor: str,
-    cid: str,
-    created: int,
-    model: str,
-    fp: str,
+    head: dict[str, Any],
     include_usage: bool,
     reply: Reply | None,
     call_ids: list[str],
@@ -326,16 +325,7 @@ async def _stream_body(
         return
     await resp.write(chunk({}, finish))
     if include_usage:
-        final = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": fp,
-            "choices": [],
-            "usage": usage_body(exp, vendor, reply, choices),
-        }
+        final = {**head, "choices": [], "usage": usage_body(exp, vendor, reply, choices)}
         await resp.write(b"data: " + orjson.dumps(final) + b"\n\n")
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
