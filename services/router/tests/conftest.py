@@ -57,9 +57,16 @@ async def serve_app() -> AsyncIterator[ServeApp]:
 
 def simulator_env(simulator_url: str) -> dict[str, str]:
     """Every packaged provider pointed at its simulator route, as the dev stack does."""
-    paths = {"OPENAI": "/openai/v1", "DEEPSEEK": "/deepseek", "XAI": "/xai/v1", "MISTRAL": "/mistral/v1"}
+    paths = {
+        "OPENAI": "/openai/v1",
+        "ANTHROPIC": "/anthropic",
+        "GEMINI": "/gemini",
+        "DEEPSEEK": "/deepseek",
+        "XAI": "/xai/v1",
+        "MISTRAL": "/mistral/v1",
+    }
     env = {f"CROSSMODEL_ROUTER_PROVIDER_{k}_BASE_URL": simulator_url + v for k, v in paths.items()}
-    env["CROSSMODEL_ROUTER_PROVIDER_OPENAI_API_KEY"] = "sk-sim"
+    env.update({f"CROSSMODEL_ROUTER_PROVIDER_{k}_API_KEY": "sk-sim" for k in paths})
     return env
 
 

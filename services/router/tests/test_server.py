@@ -4,6 +4,7 @@ provider simulator on free ports."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -310,6 +311,25 @@ async def test_deepseek_and_compatible_vendors(
     assert res.usage.provider == "openai-compatible"
     assert res.usage.upstream_model == "grok-4"
     assert res.events()[-1] == b"[DONE]"
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4.6", "google/gemini-2.5-flash"])
+async def test_answers_from_vendors_without_a_creation_time_are_stamped_now(
+    start_router: RouterFactory, packaged_catalog: Catalog, model: str
+) -> None:
+    """Anthropic and Gemini answers carry no time; OpenAI's `created` is the answer's Unix time,
+    never 1970."""
+    stub = await start_router(packaged_catalog)
+    before = int(time.time())
+    res = await route(stub, chat("hi", model=model))
+    assert not res.errors, res.errors
+    plain = orjson.loads(res.body)
+    streamed = await route(stub, chat("hi", model=model, stream=True))
+    chunks = [orjson.loads(e) for e in streamed.events()[:-1]]
+    after = int(time.time())
+    assert before <= plain["created"] <= after
+    assert chunks
+    assert all(before <= c["created"] <= after for c in chunks)
 
 
 # ------------------------------------------------------------------------------ refusals

@@ -32,6 +32,7 @@ from crossmodel_protocols.canonical import (
     StreamError,
     StreamEvent,
     StreamFinish,
+    StreamStart,
     TextDelta,
     ToolArgumentsDelta,
     ToolCallPart,
@@ -389,6 +390,9 @@ class Router:
                 out, parsed = passthrough_response(data, req)
             else:
                 parsed = codec.parse_response(data)
+                # Anthropic and Gemini answers carry no creation time; the client's protocol
+                # may (OpenAI `created`, `created_at`): it is when the gateway got the answer.
+                parsed.created = parsed.created or int(time.time())
                 out = ingress.render_response(parsed, req)
         except Exception as e:
             # A codec reports what it recognises as malformed with ProtocolError; anything else
@@ -613,6 +617,8 @@ class _Canonical(_Translator):
             elif isinstance(ev, StreamError):
                 self.error = ev.message
                 break
+            elif isinstance(ev, StreamStart):
+                ev.created = ev.created or int(time.time())  # as for a complete answer
             b = render(ev)
             if b:
                 out.append(b)
