@@ -375,6 +375,23 @@ def test_passthrough_body_keeps_client_fields_and_forces_usage() -> None:
     assert req.raw["model"] == "openai/gpt-4o-mini"
 
 
+@pytest.mark.parametrize("dialect", [Dialect.DEEPSEEK, Dialect.COMPATIBLE])
+def test_passthrough_max_completion_tokens_wins_over_max_tokens(dialect: Dialect) -> None:
+    """The limit admission reserved for is the one the vendor gets, whatever else was sent."""
+    req = parse(
+        {
+            "model": "deepseek/deepseek-chat",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_completion_tokens": 2,
+            "max_tokens": 8000,
+        }
+    )
+    assert req.max_tokens == 2
+    body = orjson.loads(passthrough_body(req, "up", dialect))
+    assert body["max_tokens"] == 2
+    assert "max_completion_tokens" not in body
+
+
 # ------------------------------------------------------------------------------ stream decode
 
 

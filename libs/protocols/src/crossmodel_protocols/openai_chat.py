@@ -1180,8 +1180,8 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
         )
     if dialect is not Dialect.OPENAI:
         if "max_completion_tokens" in body:
-            mct = body.pop("max_completion_tokens")
-            body.setdefault("max_tokens", mct)
+            # It wins over `max_tokens`, as at OpenAI and in admission's reserve.
+            body["max_tokens"] = body.pop("max_completion_tokens")
         for k in ("safety_identifier", "user", "metadata", "store", "service_tier", "reasoning_effort"):
             body.pop(k, None)
         msgs = body["messages"]
