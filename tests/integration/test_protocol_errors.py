@@ -428,6 +428,8 @@ async def test_the_sdks_raise_their_own_exceptions(harness: Harness, key: str) -
             ) as stream:
                 await stream.get_final_message()
         assert "overloaded" in str(mid_stream.value).lower()
+        # Anthropic's own event type survives the hop, as Anthropic sends it.
+        assert mid_stream.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
 
 
 async def test_count_tokens_and_models_answer_in_anthropic_shape(

@@ -486,6 +486,45 @@ async def test_error_inside_the_upstream_stream(
     assert b'"error"' not in res.body  # the edge renders the in-stream error, once
 
 
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [
+        ("anthropic/claude-sonnet-4.6", router_pb2.ERROR_KIND_UPSTREAM_OVERLOADED),
+        ("google/gemini-2.5-flash", router_pb2.ERROR_KIND_UPSTREAM_OVERLOADED),
+        (MODEL, router_pb2.ERROR_KIND_UPSTREAM_ERROR),
+    ],
+)
+async def test_an_error_inside_the_stream_keeps_the_vendors_kind(
+    start_router: RouterFactory, packaged_catalog: Catalog, model: str, kind: int
+) -> None:
+    """Anthropic's `overloaded_error` event and Gemini's UNAVAILABLE say overloaded, which the
+    client's protocol can say too (`overloaded_error` for Anthropic clients)."""
+    stub = await start_router(packaged_catalog)
+    res = await route(stub, chat("[sim:words=5] [sim:error_after=2]", model=model, stream=True))
+    assert res.order[-2:] == ["usage", "error"]
+    assert res.errors[0].kind == kind
+
+
+@pytest.mark.parametrize("model", [MODEL, "deepseek/deepseek-chat", "google/gemini-2.5-flash"])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (401, router_pb2.ERROR_KIND_UPSTREAM_AUTH),
+        (429, router_pb2.ERROR_KIND_UPSTREAM_RATE_LIMITED),
+        (500, router_pb2.ERROR_KIND_UPSTREAM_ERROR),
+    ],
+)
+async def test_the_vendors_error_code_is_not_passed_for_its_own_failures(
+    start_router: RouterFactory, packaged_catalog: Catalog, model: str, status: int, kind: int
+) -> None:
+    """OpenAI's `invalid_api_key` is about the gateway's provider key, not the client's; Gemini's
+    code is the HTTP status again. The client gets the gateway's code for the kind."""
+    stub = await start_router(packaged_catalog, max_attempts=1)
+    res = await route(stub, chat(f"x [sim:status={status}]", model=model))
+    assert res.errors[0].kind == kind
+    assert res.errors[0].code == ""
+
+
 async def test_stream_without_upstream_usage_is_estimated(
     start_router: RouterFactory, packaged_catalog: Catalog
 ) -> None:

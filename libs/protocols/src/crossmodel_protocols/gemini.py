@@ -629,7 +629,6 @@ def parse_gemini_error(status: int, body: bytes, headers: Mapping[str, str]) -> 
         ),
         status=status,
         upstream_type=rpc_status,
-        code=str(err["code"]) if err.get("code") is not None else None,
         retry_after_ms=retry,
     )
 

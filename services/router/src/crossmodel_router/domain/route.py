@@ -270,11 +270,15 @@ class Router:
                     resp.close()
                 last_latency = self._clock() - t0
                 err = codec.parse_error(resp.status, err_body, resp.headers)
+                # The vendor's code and param are the client's to read only when the vendor
+                # refused the request itself (`context_length_exceeded`, …); for our key, its
+                # limits or its outage they would mislead (`invalid_api_key` is about our key).
+                refused = err.kind is ErrorKind.UPSTREAM_INVALID_REQUEST
                 failure = Failure(
                     err.kind,
                     err.message,
-                    err.param or "",
-                    err.code or "",
+                    err.param or "" if refused else "",
+                    err.code or "" if refused else "",
                     upstream_status=resp.status,
                     retry_after_ms=err.retry_after_ms,
                 )
@@ -464,7 +468,8 @@ class Router:
                 if out:
                     yield out
             if tr.error is not None:
-                failure = Failure(ErrorKind.UPSTREAM_ERROR, tr.error)
+                # The vendor's own kind (overloaded, rate limited, …) as its codec read it.
+                failure = Failure(tr.error.error_kind, tr.error.message)
             elif tr.finish is None:
                 failure = Failure(
                     ErrorKind.UPSTREAM_ERROR, "The upstream provider ended the stream before it finished."
@@ -532,7 +537,7 @@ class _Translator:
 
     usage: Usage | None = None
     finish: FinishReason | None = None
-    error: str | None = None
+    error: StreamError | None = None
     output_chars: int = 0
     first_token_at: float = 0.0
 
@@ -560,7 +565,7 @@ class _Passthrough(_Translator):
         self.usage = pt.usage
         self.finish = pt.finish_reason
         if pt.error is not None:
-            self.error = pt.error.message
+            self.error = pt.error
 
     def feed(self, data: bytes) -> bytes:
         out = self._pt.feed(data)
@@ -615,7 +620,7 @@ class _Canonical(_Translator):
             elif isinstance(ev, StreamFinish):
                 self.finish = ev.finish_reason
             elif isinstance(ev, StreamError):
-                self.error = ev.message
+                self.error = ev
                 break
             elif isinstance(ev, StreamStart):
                 ev.created = ev.created or int(time.time())  # as for a complete answer
