@@ -525,6 +525,26 @@ async def test_one_model(stack: Stack) -> None:
     assert out_of_scope.status_code == 404
 
 
+async def test_a_model_id_without_its_vendor_is_model_not_found(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.edge.url) as http:
+        bare = await http.get("/v1/models/gpt-4o-mini", headers=bearer(GOOD_KEY))
+        anthropic = await http.get(
+            "/v1/models/claude-sonnet-4-6", headers={"x-api-key": GOOD_KEY, "anthropic-version": "2023-06-01"}
+        )
+        unauthenticated = await http.get("/v1/models/gpt-4o-mini")
+        elsewhere = await http.get("/v1/nowhere", headers={"anthropic-version": "2023-06-01"})
+    assert bare.status_code == 404
+    assert openai_error(bare)["code"] == "model_not_found"
+    assert "vendor/model" in openai_error(bare)["message"]
+    assert anthropic.status_code == 404
+    assert anthropic.json()["type"] == "error"
+    assert anthropic.json()["error"]["type"] == "not_found_error"
+    assert anthropic.headers["request-id"] == request_id(anthropic)
+    assert unauthenticated.status_code == 401
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["error"]["type"] == "not_found_error"
+
+
 async def test_models_are_served_from_the_cache(stack: Stack) -> None:
     before = stack.backends.router.list_calls
     async with httpx.AsyncClient(base_url=stack.edge.url) as http:

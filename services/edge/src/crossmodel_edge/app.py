@@ -20,6 +20,7 @@ from crossmodel_edge.middleware import DirectRoute, EdgeMiddleware, protocol_for
 from crossmodel_edge.relay import error_response
 from crossmodel_edge.routes import account, admin, catalog, health, inference
 from crossmodel_edge.runtime import Edge
+from crossmodel_protocols.canonical import Protocol
 from crossmodel_protocols.errors import ApiError, ErrorType
 
 
@@ -27,6 +28,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     info = request_info(request.scope)
     protocol = protocol_for_path(request.url.path)
+    if "anthropic-version" in request.headers:
+        # Only Anthropic's clients send it, and they read errors in Anthropic's shape.
+        protocol = Protocol.ANTHROPIC_MESSAGES
     if exc.status_code == 404:
         err = ApiError(ErrorType.NOT_FOUND, f"Invalid URL ({request.method} {request.url.path}).")
     elif exc.status_code == 405:

@@ -63,9 +63,11 @@ def refusal(decision: int, message: str = "", retry_after_ms: int = 0) -> ApiErr
 
 
 def model_not_found(model: str) -> ApiError:
+    # A vendor's own name for its model is the commonest miss: say how ids are made.
+    hint = " Model ids name their vendor: 'vendor/model'." if "/" not in model else ""
     return ApiError(
         ErrorType.NOT_FOUND,
-        f"The model '{model}' does not exist. GET /v1/models lists the models you can use.",
+        f"The model '{model}' does not exist.{hint} GET /v1/models lists the models you can use.",
         param="model",
         code="model_not_found",
     )

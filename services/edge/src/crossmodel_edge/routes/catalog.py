@@ -106,3 +106,15 @@ async def get_model(vendor: str, model: str, request: Request, edge: EdgeDep, in
         body = orjson.dumps(anthropic_model_object(found))
         return RawResponse(body, 200, [*_JSON, *_headers(protocol, info)])
     return RawResponse(orjson.dumps(openai_model_object(found)), 200, _JSON)
+
+
+@router.get("/v1/models/{model}", include_in_schema=False, response_class=Response)
+async def get_unqualified_model(model: str, request: Request, edge: EdgeDep, info: InfoDep) -> Response:
+    """An id without its vendor (`client.models.retrieve("gpt-4o-mini")`): after the key check,
+    the same 404 `model_not_found` as for any unknown model, in the client's shape, rather than
+    a bare "Invalid URL"."""
+    protocol = _protocol(request)
+    allowed = await _allowed_models(request, edge, info, protocol)
+    if isinstance(allowed, Response):
+        return allowed
+    return _error(model_not_found(model), protocol, info)
