@@ -242,6 +242,21 @@ def test_parse_full_request() -> None:
             "missing_required_parameter",
         ),
         (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"},
+            "tool_choice",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "a"}}],
+                "tool_choice": {"type": "function", "function": {"name": "b"}},
+            },
+            "tool_choice.function.name",
+            "invalid_value",
+        ),
+        (
             {
                 "model": "m",
                 "messages": [{"role": "user", "content": "x"}],

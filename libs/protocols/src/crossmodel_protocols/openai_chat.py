@@ -404,6 +404,26 @@ def _parse_tool_choice(body: dict[str, Any], parallel: bool | None) -> ToolChoic
     return ToolChoice("tool", v.req_str(fn, "name", "tool_choice.function.name"), disable)
 
 
+def _forcible(choice: ToolChoice | None, tools: list[Tool]) -> ToolChoice | None:
+    """A choice that forces a tool needs that tool: otherwise no vendor can honour it, and one
+    that drops the choice would answer as if it had."""
+    if choice is None or choice.mode in ("none", "auto"):
+        return choice
+    if not tools:
+        raise v.invalid_value(
+            "tool_choice",
+            choice.name or choice.mode,
+            why="'tool_choice' forces a tool, but no 'tools' are specified.",
+        )
+    if choice.mode == "tool" and all(t.name != choice.name for t in tools):
+        raise v.invalid_value(
+            "tool_choice.function.name",
+            choice.name,
+            why=f"no tool named '{choice.name}' is in 'tools'.",
+        )
+    return choice
+
+
 def _parse_response_format(body: dict[str, Any]) -> ResponseFormat | None:
     rf = v.opt_object(body, "response_format", "response_format")
     if rf is None:
@@ -495,8 +515,8 @@ def parse_chat_request(data: dict[str, Any]) -> Request:
         seed=v.opt_int(data, "seed", "seed"),
         presence_penalty=v.opt_number(data, "presence_penalty", "presence_penalty", minimum=-2, maximum=2),
         frequency_penalty=v.opt_number(data, "frequency_penalty", "frequency_penalty", minimum=-2, maximum=2),
-        tools=_parse_tools(data),
-        tool_choice=_parse_tool_choice(data, parallel),
+        tools=(tools := _parse_tools(data)),
+        tool_choice=_forcible(_parse_tool_choice(data, parallel), tools),
         response_format=_parse_response_format(data),
         reasoning=None if effort is None else ReasoningConfig(enabled=effort != "none", effort=effort),
         end_user=end_user,
