@@ -1000,6 +1000,44 @@ def _tool_choice_to_anthropic(tc: ToolChoice) -> dict[str, Any]:
     return out
 
 
+def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """The conversation continues a tool-use turn (the last user turn carries tool results)
+    whose assistant message does not start with a thinking block: Anthropic then refuses
+    thinking ("a final `assistant` message must start with a thinking block")."""
+    if not messages or messages[-1]["role"] != "user" or not isinstance(messages[-1]["content"], list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in messages[-1]["content"]):
+        return False
+    for m in reversed(messages[:-1]):
+        if m["role"] == "assistant":
+            content = m["content"]
+            return not content or content[0].get("type") not in ("thinking", "redacted_thinking")
+    return False
+
+
+def _fit_anthropic_rules(body: dict[str, Any]) -> None:
+    """Sampling and thinking from an OpenAI protocol, fitted to what Anthropic accepts
+    (https://platform.claude.com/docs/en/build-with-claude/extended-thinking). Thinking is
+    advisory, so it is left off rather than the request refused when it continues a tool turn
+    without a signed thinking block (a chat client has no field for the signature) or when
+    the tool choice forces a call. OpenAI's temperature runs to 2, Anthropic's to 1. With
+    thinking, only temperature 1, top_p 0.95-1 and no top_k are accepted; and recent models
+    refuse temperature and top_p together, so top_p gives way."""
+    forced = body.get("tool_choice", {}).get("type") in ("any", "tool")
+    if "thinking" in body and (forced or _tool_turn_without_thinking(body["messages"])):
+        del body["thinking"]
+    if body.get("temperature", 0) > 1:
+        body["temperature"] = 1
+    if "thinking" in body:
+        if body.get("temperature", 1) != 1:
+            del body["temperature"]
+        if body.get("top_p", 1) < 0.95:
+            del body["top_p"]
+        body.pop("top_k", None)
+    if "temperature" in body and "top_p" in body:
+        del body["top_p"]
+
+
 def build_messages_body(request: Request, upstream_model: str, default_max_tokens: int) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.ANTHROPIC_MESSAGES)
     v.refuse_logprobs(request)
@@ -1041,6 +1079,10 @@ def build_messages_body(request: Request, upstream_model: str, default_max_token
         budget = min(budget, max_tokens - 1)
         if budget >= MIN_THINKING_BUDGET:
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if request.ingress is not Protocol.ANTHROPIC_MESSAGES:
+        # An Anthropic client gets Anthropic's own answer to what it sent; another protocol's
+        # request is fitted to the rules Anthropic enforces.
+        _fit_anthropic_rules(body)
     rf = request.response_format
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
         body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}
