@@ -325,6 +325,43 @@ async def chat_reasoning(c: Ctx, vendor: str, model: str) -> None:
     assert usage.completion_tokens_details.reasoning_tokens == words(thinking)
 
 
+async def chat_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
+    """Reasoning with a forced tool call and OpenAI's sampling range, then the tool loop: a chat
+    client has no field for a thinking signature, so Claude is asked without thinking there."""
+    marker = tag()
+    prompt = f"Weather and time in Paris {marker} [sim:thinking] {TOOL_MARKERS}"
+    messages: list[Any] = [{"role": "user", "content": prompt}]
+    r = await c.oa.chat.completions.create(
+        model=model,
+        messages=messages,
+        tools=chat_tools(),
+        tool_choice="required",
+        reasoning_effort="low",
+        temperature=1.5,
+        top_p=0.9,
+    )
+    msg = r.choices[0].message
+    assert msg.tool_calls is not None
+    assert [(tc.function.name, json.loads(tc.function.arguments)) for tc in msg.tool_calls] == CALLS  # type: ignore[union-attr]
+    if vendor == "anthropic":
+        sent = (await c.upstream(marker))["body"]
+        assert (sent["tool_choice"], sent.get("thinking")) == ({"type": "any"}, None)
+        assert (sent["temperature"], sent.get("top_p")) == (1, None)
+
+    follow = f"Thanks {tag()}"
+    messages += [
+        msg.model_dump(exclude_none=True),
+        *({"role": "tool", "tool_call_id": tc.id, "content": "sunny"} for tc in msg.tool_calls),
+        {"role": "user", "content": follow},
+    ]
+    r2 = await c.oa.chat.completions.create(
+        model=model, messages=messages, tools=chat_tools(), reasoning_effort="low"
+    )
+    assert r2.choices[0].message.content == reply_to(follow)
+    if vendor == "anthropic":
+        assert "thinking" not in (await c.upstream(follow))["body"]
+
+
 async def chat_json_mode(c: Ctx, vendor: str, model: str) -> None:
     prompt = f"Answer in JSON {tag()}"
     r = await c.oa.chat.completions.create(
@@ -457,6 +494,46 @@ async def responses_tools_call(c: Ctx, vendor: str, model: str) -> None:
     ]
     r2 = await c.oa.responses.create(model=model, input=items, tools=responses_tools())
     assert r2.output_text == reply_to(follow)
+
+
+async def responses_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
+    """A stateless tool loop with reasoning: the output goes back as input, and each vendor gets
+    its own reasoning state back from `encrypted_content` (Claude its signed thinking)."""
+    prompt = f"Weather and time in Paris {tag()} [sim:thinking] {TOOL_MARKERS}"
+    kw: dict[str, Any] = {
+        "tools": responses_tools(),
+        "reasoning": {"effort": "low"},
+        "include": ["reasoning.encrypted_content"],
+    }
+    r = await c.oa.responses.create(model=model, input=prompt, **kw)
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert [(o.name, json.loads(o.arguments)) for o in calls] == CALLS
+    states = [o.encrypted_content or "" for o in r.output if o.type == "reasoning"]
+    follow = f"Thanks {tag()}"
+    items: list[Any] = [
+        {"role": "user", "content": prompt},
+        *(o.model_dump(exclude_none=True) for o in r.output),
+        *({"type": "function_call_output", "call_id": o.call_id, "output": "sunny"} for o in calls),
+        {"role": "user", "content": follow},
+    ]
+    r2 = await c.oa.responses.create(model=model, input=items, **kw)
+    assert r2.output_text == reply_to(follow)
+    sent = (await c.upstream(follow))["body"]
+    if vendor == "anthropic":
+        assert states[0].startswith("anthropic:signature:")
+        assert sent["thinking"]["type"] == "enabled"
+        assert sent["messages"][1]["content"][0] == {
+            "type": "thinking",
+            "thinking": thinking_about(prompt),
+            "signature": states[0].removeprefix("anthropic:signature:"),
+        }
+    elif vendor == "google":
+        signed = [s.removeprefix("gemini:signature:") for s in states if s.startswith("gemini:signature:")]
+        assert len(signed) == 1
+        parts = sent["contents"][1]["parts"]
+        assert [p.get("thoughtSignature") for p in parts if "functionCall" in p] == [signed[0], None]
+    else:
+        assert not any(s.startswith(("anthropic:", "gemini:")) for s in states)
 
 
 async def responses_limits(c: Ctx, vendor: str, model: str) -> None:
@@ -611,11 +688,13 @@ FEATURES: dict[str, Feature] = {
     "chat-tools": chat_tools_call,
     "chat-images": chat_images,
     "chat-reasoning": chat_reasoning,
+    "chat-reasoning-tools": chat_reasoning_tools,
     "chat-json": chat_json_mode,
     "chat-limits": chat_limits,
     "responses-plain": responses_plain,
     "responses-stream": responses_stream,
     "responses-tools": responses_tools_call,
+    "responses-reasoning-tools": responses_reasoning_tools,
     "responses-limits": responses_limits,
     "messages-plain": messages_plain,
     "messages-stream": messages_stream,

@@ -780,7 +780,7 @@ def test_openai_chat_request_to_anthropic_upstream() -> None:
             {"name": "time", "input_schema": {"type": "object"}},
         ],
         "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
-        "thinking": {"type": "enabled", "budget_tokens": 16384},
+        # No thinking: the tool choice forces a call, and the tool turn has no signed thinking.
         "metadata": {"user_id": "user-7"},
     }
 
@@ -798,6 +798,113 @@ def test_thinking_budget_stays_below_max_tokens() -> None:
     req.max_tokens = None
     body = orjson.loads(AnthropicProvider(default_max_tokens=8192).build_request(req, "c", "").body)
     assert body["max_tokens"] == 8192
+
+
+def _chat_to_claude(**kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "anthropic/claude-sonnet-4.6",
+        "messages": [{"role": "user", "content": "wx?"}],
+        "reasoning_effort": "low",
+        **kw,
+    }
+    req = ChatIngress().parse_request(orjson.dumps(body), {})
+    out: dict[str, Any] = orjson.loads(AnthropicProvider().build_request(req, "c", "").body)
+    return out
+
+
+_CHAT_TOOL = {"type": "function", "function": {"name": "wx", "parameters": {"type": "object"}}}
+_CHAT_TOOL_TURN = [
+    {"role": "user", "content": "wx?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "unsigned",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "wx", "arguments": "{}"}}],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+]
+
+
+def test_thinking_is_left_off_where_anthropic_refuses_it() -> None:
+    assert _chat_to_claude()["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert "thinking" in _chat_to_claude(tools=[_CHAT_TOOL], tool_choice="auto")
+    # A forced tool call: "Thinking may not be enabled when tool_choice forces tool use".
+    assert "thinking" not in _chat_to_claude(tools=[_CHAT_TOOL], tool_choice="required")
+    named = {"type": "function", "function": {"name": "wx"}}
+    assert "thinking" not in _chat_to_claude(tools=[_CHAT_TOOL], tool_choice=named)
+    # A tool turn whose assistant message cannot start with a signed thinking block.
+    body = _chat_to_claude(messages=_CHAT_TOOL_TURN, tools=[_CHAT_TOOL])
+    assert [b["type"] for b in body["messages"][1]["content"]] == ["tool_use"]
+    assert "thinking" not in body
+    # The same with a user message after the results: still one tool-result turn for Anthropic.
+    more = [*_CHAT_TOOL_TURN, {"role": "user", "content": "and tomorrow?"}]
+    assert "thinking" not in _chat_to_claude(messages=more, tools=[_CHAT_TOOL])
+    # A turn that ended in text is no tool turn.
+    done = [*_CHAT_TOOL_TURN, {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "ok"}]
+    assert "thinking" in _chat_to_claude(messages=done, tools=[_CHAT_TOOL])
+
+
+def test_a_tool_turn_with_signed_thinking_keeps_thinking() -> None:
+    turn = [
+        Message("user", [TextPart("wx?")]),
+        Message(
+            "assistant",
+            [
+                ReasoningPart("t", signature=SIG, provider=Protocol.ANTHROPIC_MESSAGES),
+                ToolCallPart("call_1", "wx", "{}"),
+            ],
+        ),
+        Message("tool", [ToolResultPart("call_1", [TextPart("sunny")])]),
+    ]
+    req = Request(
+        "m",
+        turn,
+        tools=[Tool("wx")],
+        reasoning=ReasoningConfig(effort="low"),
+        ingress=Protocol.OPENAI_RESPONSES,
+    )
+    body = orjson.loads(AnthropicProvider().build_request(req, "c", "").body)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_an_anthropic_client_gets_its_thinking_and_sampling_as_sent() -> None:
+    body = _with(
+        messages=[
+            {"role": "user", "content": "wx?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "wx", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]},
+        ],
+        tools=[{"name": "wx", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "any"},
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        temperature=0.5,
+        top_p=0.5,
+        top_k=5,
+    )
+    sent = orjson.loads(AnthropicProvider().build_request(parse(body), "c", "").body)
+    for key in ("thinking", "tool_choice", "temperature", "top_p", "top_k"):
+        assert sent[key] == body[key]
+
+
+@pytest.mark.parametrize(
+    ("sampling", "effort", "sent"),
+    [
+        ({"temperature": 0.3, "top_p": 0.9}, None, {"temperature": 0.3}),
+        ({"top_p": 0.9}, None, {"top_p": 0.9}),
+        ({"temperature": 1.7}, None, {"temperature": 1}),
+        ({"temperature": 0.3}, "low", {}),
+        ({"temperature": 1, "top_p": 0.9}, "low", {"temperature": 1}),
+        ({"top_p": 0.9}, "low", {}),
+        ({"top_p": 0.97}, "low", {"top_p": 0.97}),
+        ({"temperature": 2, "top_p": 1}, "low", {"temperature": 1}),
+    ],
+)
+def test_openai_sampling_is_fitted_to_anthropic(
+    sampling: dict[str, Any], effort: str | None, sent: dict[str, Any]
+) -> None:
+    body = _chat_to_claude(**sampling, reasoning_effort=effort)
+    assert ("thinking" in body) is (effort is not None)
+    assert {k: body[k] for k in ("temperature", "top_p", "top_k") if k in body} == sent
 
 
 def test_anthropic_stream_to_openai_chat_client_keeps_thinking_and_tool_arguments() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crossmodel_protocols.anthropic import AnthropicIngress, AnthropicProvider
 from crossmodel_protocols.canonical import (
     BlockStart,
     BlockStop,
@@ -419,3 +420,89 @@ def test_gemini_stream_to_responses_client_matches_golden() -> None:
     # The bare signature has nothing to show a Responses client: reasoning, message, two calls.
     assert [o["type"] for o in final["output"]] == ["reasoning", "message", "function_call", "function_call"]
     assert final["usage"]["output_tokens_details"] == {"reasoning_tokens": 61}
+
+
+# ------------------------------------------------------------------ signatures through other protocols
+
+
+def _gemini_answer() -> dict[str, Any]:
+    """The golden answer with a signature on its thought part too."""
+    data: dict[str, Any] = orjson.loads(golden("upstream_response.json"))
+    data["candidates"][0]["content"]["parts"][0]["thoughtSignature"] = "CiQBthought=="
+    return data
+
+
+def _next_turn_from_anthropic_client(content: list[dict[str, Any]]) -> Request:
+    results = [
+        {"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}
+        for b in content
+        if b["type"] == "tool_use"
+    ]
+    body = {
+        "model": "google/gemini-2.5-flash",
+        "max_tokens": 500,
+        "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": results},
+        ],
+    }
+    return AnthropicIngress().parse_request(orjson.dumps(body), {})
+
+
+def test_gemini_signatures_reach_an_anthropic_client_tagged_and_go_back_to_gemini_only() -> None:
+    first = AnthropicIngress().parse_request(
+        orjson.dumps(
+            {
+                "model": "google/gemini-2.5-flash",
+                "max_tokens": 500,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+        ),
+        {},
+    )
+    resp = GeminiProvider().parse_response(orjson.dumps(_gemini_answer()))
+    content = orjson.loads(AnthropicIngress().render_response(resp, first))["content"]
+    thinking = [b for b in content if b["type"] == "thinking"]
+    assert [b["signature"] for b in thinking] == [
+        "gemini:signature:CiQBthought==",
+        "gemini:signature:CiQB0e2Kb1sig==",
+    ]
+
+    req = _next_turn_from_anthropic_client(content)
+    parts = body_of(req)["contents"][1]["parts"]
+    assert parts[0]["thought"] is True
+    assert parts[0]["thoughtSignature"] == "CiQBthought=="
+    assert parts[1] == {"text": "Let me check."}
+    assert parts[2] == {
+        "functionCall": {"name": "get_weather", "args": {"location": "Paris"}},
+        "thoughtSignature": "CiQB0e2Kb1sig==",
+    }
+    assert parts[3] == {"functionCall": {"name": "get_time", "args": {"tz": "CET"}}}
+    # Claude never receives a Gemini signature as a signed thinking block.
+    to_claude = orjson.loads(AnthropicProvider().build_request(req, "claude-sonnet-4-6", "").body)
+    assert [b["type"] for b in to_claude["messages"][1]["content"]] == ["text", "tool_use", "tool_use"]
+
+
+def test_gemini_stream_signatures_reach_an_anthropic_client_tagged() -> None:
+    req = AnthropicIngress().parse_request(
+        orjson.dumps(
+            {
+                "model": "google/gemini-2.5-flash",
+                "max_tokens": 500,
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+        ),
+        {},
+    )
+    renderer = AnthropicIngress().stream_renderer(req)
+    wire = b"".join(renderer.render(e) for e in feed_in_pieces(golden("upstream_thoughts_tools.sse"), 64))
+    wire += renderer.close()
+    events = [orjson.loads(b.split(b"\ndata: ")[1]) for b in wire.split(b"\n\n") if b]
+    sigs = [
+        e["delta"]["signature"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"
+    ]
+    assert sigs == ["gemini:signature:CiQB0e2Kb1sig=="]

@@ -646,3 +646,144 @@ def test_openai_provider_stream_parser_tells_the_two_streams_apart(size: int) ->
     assert isinstance(chat[0], StreamStart)
     assert chat[0].id.startswith("chatcmpl")
     assert any(isinstance(e, TextDelta) for e in chat)
+
+
+# ------------------------------------------------------------------ other vendors' reasoning state
+
+ANTHROPIC_GOLDEN = GOLDEN.parent / "anthropic" / "upstream_thinking_tools.sse"
+GEMINI_GOLDEN = GOLDEN.parent / "gemini"
+CLAUDE_SIG = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds5hk3Iq8Vm7K2i/r1wKzZLQG"
+CLAUDE_REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+INCLUDE = {"include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low"}}
+
+
+def _streamed_output(provider: Any, wire: bytes, model: str, **extra: Any) -> list[dict[str, Any]]:
+    req = parse({"model": model, "input": "weather in Paris?", "stream": True, **extra})
+    parser = provider.stream_parser()
+    events = [*parser.feed(wire), *parser.close()]
+    final = sse_payloads(render_all(req, events))[-1]["response"]
+    output: list[dict[str, Any]] = final["output"]
+    return output
+
+
+def _next_turn(model: str, output: list[dict[str, Any]], **extra: Any) -> Request:
+    results = [
+        {"type": "function_call_output", "call_id": o["call_id"], "output": "ok"}
+        for o in output
+        if o["type"] == "function_call"
+    ]
+    user = {"role": "user", "content": "weather in Paris?"}
+    return parse({"model": model, "input": [user, *output, *results], **extra})
+
+
+def test_claude_reasoning_state_reaches_a_responses_client_only_when_included() -> None:
+    from crossmodel_protocols.anthropic import AnthropicProvider
+
+    model = "anthropic/claude-sonnet-4.6"
+    wire = ANTHROPIC_GOLDEN.read_bytes()
+    out = _streamed_output(AnthropicProvider(), wire, model, **INCLUDE)
+    assert [o["type"] for o in out] == ["reasoning", "reasoning", "message", "function_call"]
+    assert out[0]["summary"][0]["text"] == "The user wants the weather. I should call get_weather."
+    assert out[0]["encrypted_content"] == "anthropic:signature:" + CLAUDE_SIG
+    assert out[1] == {
+        "id": out[1]["id"],
+        "type": "reasoning",
+        "summary": [],
+        "encrypted_content": "anthropic:redacted:" + CLAUDE_REDACTED,
+        "status": "completed",
+    }
+    # Not asked: OpenAI's rule, no encrypted content (and nothing to show of the redacted block).
+    plain = _streamed_output(AnthropicProvider(), wire, model, reasoning={"effort": "low"})
+    assert [o["type"] for o in plain] == ["reasoning", "message", "function_call"]
+    assert "encrypted_content" not in plain[0]
+
+    # The same, not streamed.
+    resp = AnthropicProvider().parse_response(
+        orjson.dumps(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-6",
+                "content": [
+                    {"type": "thinking", "thinking": "Hmm.", "signature": CLAUDE_SIG},
+                    {"type": "redacted_thinking", "data": CLAUDE_REDACTED},
+                    {"type": "tool_use", "id": "toolu_1", "name": "wx", "input": {}},
+                ],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 5, "output_tokens": 5},
+            }
+        )
+    )
+    rendered = orjson.loads(
+        ResponsesIngress().render_response(resp, parse({"model": model, "input": "x", **INCLUDE}))
+    )
+    assert [o.get("encrypted_content") for o in rendered["output"]] == [
+        "anthropic:signature:" + CLAUDE_SIG,
+        "anthropic:redacted:" + CLAUDE_REDACTED,
+        None,
+    ]
+
+
+def test_claude_reasoning_state_goes_back_to_claude_only() -> None:
+    from crossmodel_protocols.anthropic import AnthropicProvider
+    from crossmodel_protocols.gemini import GeminiProvider
+
+    model = "anthropic/claude-sonnet-4.6"
+    out = _streamed_output(AnthropicProvider(), ANTHROPIC_GOLDEN.read_bytes(), model, **INCLUDE)
+    req = _next_turn(model, out, **INCLUDE)
+    body = orjson.loads(AnthropicProvider().build_request(req, "claude-sonnet-4-6", "").body)
+    assistant = body["messages"][1]["content"]
+    assert assistant[:2] == [
+        {
+            "type": "thinking",
+            "thinking": "The user wants the weather. I should call get_weather.",
+            "signature": CLAUDE_SIG,
+        },
+        {"type": "redacted_thinking", "data": CLAUDE_REDACTED},
+    ]
+    assert [b["type"] for b in assistant[2:]] == ["text", "tool_use"]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}  # the tool turn is signed
+    # Other vendors never see it.
+    gemini = orjson.loads(GeminiProvider().build_request(req, "gemini-2.5-flash", "").body)
+    assert "Signature" not in orjson.dumps(gemini).decode()
+    openai = orjson.loads(ResponsesProvider().build_request(req, "gpt-5", "").body)
+    assert [i.get("type") for i in openai["input"]] == [
+        None,
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+
+
+def test_gemini_signatures_reach_a_responses_client_when_included_and_go_back_to_gemini() -> None:
+    from crossmodel_protocols.anthropic import AnthropicProvider
+    from crossmodel_protocols.gemini import GeminiProvider
+
+    model = "google/gemini-2.5-flash"
+    wire = (GEMINI_GOLDEN / "upstream_thoughts_tools.sse").read_bytes()
+    out = _streamed_output(GeminiProvider(), wire, model, **INCLUDE)
+    kinds = ["reasoning", "message", "reasoning", "function_call", "function_call"]
+    assert [o["type"] for o in out] == kinds
+    assert out[0]["encrypted_content"] is None  # this thought came unsigned
+    assert (out[2]["summary"], out[2]["encrypted_content"]) == ([], "gemini:signature:CiQB0e2Kb1sig==")
+
+    req = _next_turn(model, out)
+    parts = orjson.loads(GeminiProvider().build_request(req, "gemini-2.5-flash", "").body)["contents"][1][
+        "parts"
+    ]
+    # The signature is back on its call; the unsigned thought, a summary to Gemini, is not needed.
+    assert parts == [
+        {"text": "Let me check."},
+        {
+            "functionCall": {"name": "get_weather", "args": {"location": "Paris"}},
+            "thoughtSignature": "CiQB0e2Kb1sig==",
+        },
+        {"functionCall": {"name": "get_time", "args": {"tz": "CET"}}},
+    ]
+    claude = orjson.loads(AnthropicProvider().build_request(req, "claude-sonnet-4-6", "").body)
+    assert "CiQB0e2Kb1sig" not in orjson.dumps(claude).decode()
+
+    # Not asked: the bare signature has nothing to show, as before.
+    plain = _streamed_output(GeminiProvider(), wire, model)
+    assert [o["type"] for o in plain] == ["reasoning", "message", "function_call", "function_call"]

@@ -263,6 +263,94 @@ async def test_requests_without_anthropic_version_or_max_tokens_are_refused(simu
             assert (await r.json())["error"]["message"] == "max_tokens: Field required"
 
 
+async def _post(base: str, body: dict[str, Any]) -> tuple[int, Any]:
+    # Raw: the SDK's typed parameters no longer include the sampling fields.
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(base + "/anthropic/v1/messages", json=body, headers=HEADERS) as r,
+    ):
+        return r.status, await r.json()
+
+
+THINK = {"type": "enabled", "budget_tokens": 1024}
+_TOOL_TURN = [
+    {"role": "user", "content": "wx?"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "wx", "input": {}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]},
+]
+_SIGNED = {"type": "thinking", "thinking": "hm", "signature": signature_for("hm")}
+
+
+def _signed_turn(*first: dict[str, Any]) -> list[Any]:
+    assistant = {"role": "assistant", "content": [*first, *_TOOL_TURN[1]["content"]]}
+    return [_TOOL_TURN[0], assistant, _TOOL_TURN[2]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
+        ({"temperature": 0.5, "top_p": 0.9}, "`temperature` and `top_p` cannot both be specified"),
+        ({"thinking": THINK, "temperature": 0.5}, "`temperature` may only be set to 1 when thinking"),
+        ({"thinking": THINK, "top_p": 0.9}, "`top_p` must be greater than or equal to 0.95"),
+        ({"thinking": THINK, "top_k": 5}, "`top_k` must be unset when thinking"),
+        (
+            {
+                "thinking": THINK,
+                "tools": [{"name": "wx", "input_schema": {}}],
+                "tool_choice": {"type": "any"},
+            },
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "messages": _TOOL_TURN},
+            "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`.",
+        ),
+        (
+            {"messages": _signed_turn({**_SIGNED, "signature": "c2ln"})},
+            "messages.1.content.0: Invalid `signature` in `thinking` block",
+        ),
+        (
+            {"messages": _signed_turn(_SIGNED, {"type": "redacted_thinking", "data": "c2ln"})},
+            "messages.1.content.1: Invalid `data` in `redacted_thinking` block",
+        ),
+    ],
+)
+async def test_what_anthropic_refuses_is_refused(
+    simulator_url: str, extra: dict[str, Any], message: str
+) -> None:
+    status, answer = await _post(
+        simulator_url, {"model": "c", "max_tokens": 2048, "messages": user("x"), **extra}
+    )
+    assert status == 400
+    assert answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert answer["error"]["message"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"temperature": 1, "thinking": THINK},
+        {"top_p": 0.95, "thinking": THINK},
+        {"top_p": 0.5, "top_k": 5},
+        {"thinking": THINK, "tools": [{"name": "wx", "input_schema": {}}], "tool_choice": {"type": "auto"}},
+        {"messages": _TOOL_TURN},  # without thinking, a tool turn needs no thinking block
+        {"thinking": THINK, "messages": _signed_turn(_SIGNED)},
+        {
+            "thinking": THINK,
+            "messages": _signed_turn({"type": "redacted_thinking", "data": redacted_data_for("x")}),
+        },
+    ],
+)
+async def test_what_anthropic_accepts_is_answered(simulator_url: str, extra: dict[str, Any]) -> None:
+    status, answer = await _post(
+        simulator_url, {"model": "c", "max_tokens": 2048, "messages": user("x"), **extra}
+    )
+    assert status == 200, answer
+    assert answer["content"]
+
+
 async def test_models_list_in_anthropic_shape(simulator_url: str) -> None:
     page = await client(simulator_url).models.list()
     ids = [m.id async for m in page]

@@ -65,6 +65,8 @@ from crossmodel_protocols.canonical import (
     UpstreamProtocolError,
     Usage,
     UsageUpdate,
+    carried_reasoning,
+    carried_state,
 )
 from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, reads_upstream, upstream_json_object
 from crossmodel_protocols.estimate import estimate_input_tokens
@@ -370,14 +372,13 @@ def _parse_message(m: dict[str, Any], path: str) -> list[Message]:
             sig = v.opt_str(b, "signature", f"{pp}.signature")
             if sig is None:
                 raise v.missing(f"{pp}.signature")
+            text = v.req_str(b, "thinking", f"{pp}.thinking")
+            # Another vendor's signature comes back tagged with its vendor (Gemini's goes back to
+            # Gemini only); an empty one is what this gateway renders for unsigned reasoning,
+            # which must never be sent to Anthropic as a signed block.
             parts.append(
-                ReasoningPart(
-                    v.req_str(b, "thinking", f"{pp}.thinking"),
-                    signature=sig,
-                    # An empty signature is what this gateway renders for another vendor's
-                    # reasoning: it must never be sent to Anthropic as a signed block.
-                    provider=Protocol.ANTHROPIC_MESSAGES if sig else None,
-                )
+                carried_reasoning(sig, text)
+                or ReasoningPart(text, signature=sig, provider=Protocol.ANTHROPIC_MESSAGES if sig else None)
             )
         else:  # redacted_thinking
             parts.append(
@@ -606,10 +607,20 @@ def _response_block(p: Part) -> dict[str, Any] | None:
     if isinstance(p, ReasoningPart):
         if p.redacted_data is not None:
             return {"type": "redacted_thinking", "data": p.redacted_data}
-        return {"type": "thinking", "thinking": p.text, "signature": p.signature or ""}
+        return {"type": "thinking", "thinking": p.text, "signature": _signature_out(p.signature, p.provider)}
     if isinstance(p, ToolCallPart):
         return {"type": "tool_use", "id": p.id, "name": p.name, "input": _tool_input(p.arguments)}
     return None
+
+
+def _signature_out(signature: str | None, provider: Protocol | None) -> str:
+    """A thinking block's signature for an Anthropic client: Anthropic's own as it came, another
+    vendor's (a Gemini thought signature) tagged with its vendor so that it goes back there."""
+    if not signature:
+        return ""
+    if provider is Protocol.ANTHROPIC_MESSAGES or provider is None:
+        return signature
+    return carried_state(ReasoningPart(signature=signature, provider=provider)) or ""
 
 
 def render_message(resp: Response, request: Request) -> dict[str, Any]:
@@ -652,6 +663,7 @@ class AnthropicStreamRenderer:
         self._stop_sequence: str | None = None
         self._index: dict[int, int] = {}  # canonical block index -> Anthropic index
         self._kind: dict[int, str] = {}  # Anthropic index -> block type
+        self._provider: dict[int, Protocol | None] = {}  # Anthropic index -> reasoning's vendor
         self._open: int | None = None  # Anthropic index of the open block
         self._closed = False
 
@@ -742,7 +754,8 @@ class AnthropicStreamRenderer:
             if event.text:
                 out += self._delta(idx, {"type": "thinking_delta", "thinking": event.text})
             if event.signature:
-                out += self._delta(idx, {"type": "signature_delta", "signature": event.signature})
+                sig = _signature_out(event.signature, self._provider.get(idx))
+                out += self._delta(idx, {"type": "signature_delta", "signature": sig})
             return out
         if isinstance(event, ToolArgumentsDelta):
             if not event.arguments:
@@ -780,10 +793,12 @@ class AnthropicStreamRenderer:
                 )
             out = self._open_block(event.index, {"type": "thinking", "thinking": "", "signature": ""})
             idx = self._index[event.index]
+            self._provider[idx] = part.provider
             if part.text:
                 out += self._delta(idx, {"type": "thinking_delta", "thinking": part.text})
             if part.signature:
-                out += self._delta(idx, {"type": "signature_delta", "signature": part.signature})
+                sig = _signature_out(part.signature, part.provider)
+                out += self._delta(idx, {"type": "signature_delta", "signature": sig})
             return out
         if isinstance(part, TextPart | RefusalPart):
             out = self._open_block(event.index, {"type": "text", "text": ""})
@@ -1000,6 +1015,44 @@ def _tool_choice_to_anthropic(tc: ToolChoice) -> dict[str, Any]:
     return out
 
 
+def _tool_turn_without_thinking(messages: list[dict[str, Any]]) -> bool:
+    """The conversation continues a tool-use turn (the last user turn carries tool results)
+    whose assistant message does not start with a thinking block: Anthropic then refuses
+    thinking ("a final `assistant` message must start with a thinking block")."""
+    if not messages or messages[-1]["role"] != "user" or not isinstance(messages[-1]["content"], list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in messages[-1]["content"]):
+        return False
+    for m in reversed(messages[:-1]):
+        if m["role"] == "assistant":
+            content = m["content"]
+            return not content or content[0].get("type") not in ("thinking", "redacted_thinking")
+    return False
+
+
+def _fit_anthropic_rules(body: dict[str, Any]) -> None:
+    """Sampling and thinking from an OpenAI protocol, fitted to what Anthropic accepts
+    (https://platform.claude.com/docs/en/build-with-claude/extended-thinking). Thinking is
+    advisory, so it is left off rather than the request refused when it continues a tool turn
+    without a signed thinking block (a chat client has no field for the signature) or when
+    the tool choice forces a call. OpenAI's temperature runs to 2, Anthropic's to 1. With
+    thinking, only temperature 1, top_p 0.95-1 and no top_k are accepted; and recent models
+    refuse temperature and top_p together, so top_p gives way."""
+    forced = body.get("tool_choice", {}).get("type") in ("any", "tool")
+    if "thinking" in body and (forced or _tool_turn_without_thinking(body["messages"])):
+        del body["thinking"]
+    if body.get("temperature", 0) > 1:
+        body["temperature"] = 1
+    if "thinking" in body:
+        if body.get("temperature", 1) != 1:
+            del body["temperature"]
+        if body.get("top_p", 1) < 0.95:
+            del body["top_p"]
+        body.pop("top_k", None)
+    if "temperature" in body and "top_p" in body:
+        del body["top_p"]
+
+
 def build_messages_body(request: Request, upstream_model: str, default_max_tokens: int) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.ANTHROPIC_MESSAGES)
     v.refuse_logprobs(request)
@@ -1041,6 +1094,10 @@ def build_messages_body(request: Request, upstream_model: str, default_max_token
         budget = min(budget, max_tokens - 1)
         if budget >= MIN_THINKING_BUDGET:
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if request.ingress is not Protocol.ANTHROPIC_MESSAGES:
+        # An Anthropic client gets Anthropic's own answer to what it sent; another protocol's
+        # request is fitted to the rules Anthropic enforces.
+        _fit_anthropic_rules(body)
     rf = request.response_format
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
         body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}

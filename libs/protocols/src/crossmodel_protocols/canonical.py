@@ -166,6 +166,42 @@ class ReasoningPart:
     type: Literal["reasoning"] = "reasoning"
 
 
+# A vendor's opaque reasoning state carried in another protocol's field (a Responses client's
+# `encrypted_content`, an Anthropic client's `signature` for Gemini's) is tagged with its vendor,
+# so that it goes back to that vendor only. The tags hold a ':', which none of the vendors'
+# base64 states (Anthropic signatures, Gemini thought signatures, OpenAI encrypted content) has.
+_CARRIED_TAGS: dict[str, tuple[Protocol, str]] = {
+    "anthropic:signature:": (Protocol.ANTHROPIC_MESSAGES, "signature"),
+    "anthropic:redacted:": (Protocol.ANTHROPIC_MESSAGES, "redacted_data"),
+    "gemini:signature:": (Protocol.GEMINI, "signature"),
+}
+
+
+def carried_state(p: ReasoningPart) -> str | None:
+    """The opaque state of a reasoning part from Anthropic or Gemini as one tagged string, or
+    None when it has none."""
+    if p.provider is Protocol.ANTHROPIC_MESSAGES:
+        if p.redacted_data is not None:
+            return "anthropic:redacted:" + p.redacted_data
+        if p.signature:
+            return "anthropic:signature:" + p.signature
+    elif p.provider is Protocol.GEMINI and p.signature:
+        return "gemini:signature:" + p.signature
+    return None
+
+
+def carried_reasoning(value: str, text: str = "") -> ReasoningPart | None:
+    """A string `carried_state` made -> the reasoning part it came from (with `text`, which the
+    carrying protocol holds in its own field); None for a string without a tag."""
+    for tag, (provider, slot) in _CARRIED_TAGS.items():
+        if value.startswith(tag):
+            state = value[len(tag) :]
+            if slot == "redacted_data":
+                return ReasoningPart(redacted_data=state, provider=provider)
+            return ReasoningPart(text, signature=state, provider=provider)
+    return None
+
+
 @dataclass(slots=True)
 class ToolCallPart:
     """An assistant's call of a function tool. `arguments` is JSON text."""

@@ -61,6 +61,8 @@ from crossmodel_protocols.canonical import (
     UpstreamProtocolError,
     Usage,
     UsageUpdate,
+    carried_reasoning,
+    carried_state,
 )
 from crossmodel_protocols.codec import (
     UpstreamError,
@@ -316,9 +318,14 @@ def _reasoning_item(item: dict[str, Any], path: str) -> ReasoningPart:
         c = v.as_object(raw, f"{path}.content[{j}]")
         content.append(v.req_str(c, "text", f"{path}.content[{j}].text"))
     text = "\n\n".join(summary) if summary else "".join(content)
+    encrypted = v.opt_str(item, "encrypted_content", f"{path}.encrypted_content")
+    # Another vendor's reasoning state, as this gateway rendered it: back to that vendor only.
+    carried = carried_reasoning(encrypted, text) if encrypted else None
+    if carried is not None:
+        return carried
     return ReasoningPart(
         text=text,
-        encrypted_content=v.opt_str(item, "encrypted_content", f"{path}.encrypted_content"),
+        encrypted_content=encrypted,
         item_id=v.opt_str(item, "id", f"{path}.id"),
         summary=summary,
         provider=Protocol.OPENAI_RESPONSES,
@@ -643,13 +650,18 @@ def _reasoning_item_out(p: ReasoningPart, item_id: str, request: Request, status
         "type": "reasoning",
         "summary": [{"type": "summary_text", "text": s} for s in summary],
     }
-    # Opaque reasoning state is only meaningful to the vendor that made it.
+    # Opaque reasoning state is only meaningful to the vendor that made it: OpenAI's as it came,
+    # another vendor's tagged with that vendor, and only when `include` asks for it.
     if p.encrypted_content and p.provider is Protocol.OPENAI_RESPONSES:
         item["encrypted_content"] = p.encrypted_content
-    elif request.reasoning is not None and request.reasoning.include_encrypted:
-        item["encrypted_content"] = None
+    elif _include_encrypted(request):
+        item["encrypted_content"] = carried_state(p)
     item["status"] = status
     return item
+
+
+def _include_encrypted(request: Request) -> bool:
+    return request.reasoning is not None and request.reasoning.include_encrypted
 
 
 def _content_obj(p: TextPart | RefusalPart) -> dict[str, Any]:
@@ -680,7 +692,11 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
             continue
         message = None
         if isinstance(p, ReasoningPart):
-            if p.provider is not Protocol.OPENAI_RESPONSES and not p.text:
+            if (
+                p.provider is not Protocol.OPENAI_RESPONSES
+                and not p.text
+                and not (_include_encrypted(request) and carried_state(p))
+            ):
                 continue  # nothing a Responses client can see or send back
             item_id = p.item_id or _item_id("rs_", response_id, len(out))
             out.append(_reasoning_item_out(p, item_id, request, item_status))
@@ -906,9 +922,13 @@ class ResponsesStreamRenderer:
             self._reasoning_provider = part.provider
             self._pending_reasoning = part
             # OpenAI's own reasoning items always show; another vendor's reasoning shows once it
-            # has text (a bare Gemini signature or Anthropic redacted block has nothing to show).
-            if part.provider is Protocol.OPENAI_RESPONSES:
+            # has text, or state the client asked for (`include`; a bare Gemini signature or an
+            # Anthropic redacted block has nothing else).
+            carried = carried_state(part) if _include_encrypted(self._request) else None
+            if part.provider is Protocol.OPENAI_RESPONSES or carried:
                 out += self._open_reasoning()
+            if carried and self._item is not None:
+                self._item["encrypted_content"] = carried
             if part.text:
                 out += self._reasoning(ReasoningDelta(event.index, part.text))
             return out
@@ -971,7 +991,7 @@ class ResponsesStreamRenderer:
             "type": "reasoning",
             "summary": [],
         }
-        if self._request.reasoning is not None and self._request.reasoning.include_encrypted:
+        if _include_encrypted(self._request):
             item["encrypted_content"] = None
         return self._open_item("reasoning", item)
 
@@ -980,13 +1000,20 @@ class ResponsesStreamRenderer:
         responses_state = (
             bool(event.encrypted_content) and self._reasoning_provider is Protocol.OPENAI_RESPONSES
         )
-        if self._pending_reasoning is not None and (event.text or responses_state):
+        # Another vendor's signature (Anthropic sends it after the thinking text), when asked.
+        carried = None
+        if event.signature and self._reasoning_provider is not Protocol.OPENAI_RESPONSES:
+            signed = ReasoningPart(signature=event.signature, provider=self._reasoning_provider)
+            carried = carried_state(signed) if _include_encrypted(self._request) else None
+        if self._pending_reasoning is not None and (event.text or responses_state or carried):
             out += self._open_reasoning()
         if self._kind != "reasoning" or self._item is None:
             return out
         item = self._item
         if event.encrypted_content and self._reasoning_provider is Protocol.OPENAI_RESPONSES:
             item["encrypted_content"] = (item.get("encrypted_content") or "") + event.encrypted_content
+        if carried:
+            item["encrypted_content"] = carried
         if not event.text:
             return out
         common = {"item_id": item["id"], "output_index": self._output_index, "summary_index": 0}
@@ -1172,12 +1199,24 @@ def _upstream_tool(i: int, t: Tool) -> dict[str, Any]:
     return out
 
 
+def _carries_another_vendors_state(item: Any) -> bool:
+    """A reasoning item this gateway rendered for another vendor's answer (Claude's, Gemini's):
+    its state cannot go to OpenAI."""
+    if not isinstance(item, dict) or item.get("type") != "reasoning":
+        return False
+    encrypted = item.get("encrypted_content")
+    return isinstance(encrypted, str) and carried_reasoning(encrypted) is not None
+
+
 def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any]:
     if request.ingress is Protocol.OPENAI_RESPONSES and request.raw is not None:
         # Native path: the client's own body, so hosted tools, include, previous_response_id and
         # every other Responses parameter reach OpenAI unchanged.
         body = dict(request.raw)
         body["model"] = upstream_model
+        items = body.get("input")
+        if isinstance(items, list) and any(_carries_another_vendors_state(i) for i in items):
+            body["input"] = [i for i in items if not _carries_another_vendors_state(i)]
         return body
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_RESPONSES)
     v.refuse_choices(request)

@@ -37,6 +37,15 @@ deltas, `content_block_stop`), `message_delta`, `message_stop`. `[sim:drop_after
 load. Failures before the first byte use Anthropic's error body; 429 and 529 carry
 `retry-after` / `retry-after-ms`. A request without the `anthropic-version` header is refused
 with 400, as Anthropic refuses it.
+
+Refusals (400 `invalid_request_error` with Anthropic's message, `refusal_for`), the rules of
+https://platform.claude.com/docs/en/build-with-claude/extended-thinking and of the models the
+simulator serves: `temperature` above 1; `temperature` together with `top_p`; with thinking on
+(`enabled` or `adaptive`), a `temperature` other than 1, a `top_p` below 0.95, any `top_k`, a
+`tool_choice` that forces a tool (`any`, `tool`), and a request whose last user turn carries
+tool results while the assistant message before it does not start with a thinking block; and,
+thinking on or not, a `thinking` block whose signature is not `signature_for` its text, or a
+`redacted_thinking` block whose data the simulator did not make.
 """
 
 from __future__ import annotations
@@ -300,7 +309,89 @@ async def _read(request: web.Request) -> dict[str, Any] | web.Response:
             return error_response(400, f"{field}: Field required")
     if not body["messages"]:
         return error_response(400, "messages: at least one message is required")
+    refusal = refusal_for(body)
+    if refusal:
+        return error_response(400, refusal)
     return body
+
+
+_DOCS = (
+    "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def refusal_for(body: dict[str, Any]) -> str | None:
+    """The message of Anthropic's 400 for a request its documented rules refuse (thinking with a
+    forced tool, a tool turn without its thinking block, sampling that thinking or the model
+    does not accept, a thinking block whose signature it did not make), or None."""
+    temperature, top_p = _number(body.get("temperature")), _number(body.get("top_p"))
+    if temperature is not None and temperature > 1:
+        return "temperature: Input should be less than or equal to 1"
+    if temperature is not None and top_p is not None:
+        return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    thinking = body.get("thinking")
+    on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    if on:
+        if temperature is not None and temperature != 1:
+            return f"`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. {_DOCS}"
+        if top_p is not None and top_p < 0.95:
+            return "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled"
+        if body.get("top_k") is not None:
+            return "`top_k` must be unset when thinking is enabled or in adaptive mode"
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+            return "Thinking may not be enabled when tool_choice forces tool use."
+    messages = body["messages"]
+    for i, m in enumerate(messages):
+        content = m.get("content") if isinstance(m, dict) else None
+        for j, b in enumerate(content if isinstance(content, list) else ()):
+            if not isinstance(b, dict):
+                continue
+            if b.get("type") == "thinking" and b.get("signature") != signature_for(str(b.get("thinking"))):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if b.get("type") == "redacted_thinking" and not _is_redacted_data(b.get("data")):
+                return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+    if on:
+        return _unsigned_tool_turn(messages)
+    return None
+
+
+def _is_redacted_data(data: Any) -> bool:
+    try:
+        return isinstance(data, str) and base64.b64decode(data, validate=True).startswith(b"redacted:")
+    except ValueError:
+        return False
+
+
+def _unsigned_tool_turn(messages: list[Any]) -> str | None:
+    """With thinking on, the assistant message of the tool turn the request continues must start
+    with a thinking block."""
+    last = messages[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    if not isinstance(content, list) or not any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    ):
+        return None
+    for i in range(len(messages) - 2, -1, -1):
+        m = messages[i]
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            blocks = m.get("content")
+            first = blocks[0] if isinstance(blocks, list) and blocks else None
+            found = first.get("type") if isinstance(first, dict) else "text"
+            if found in ("thinking", "redacted_thinking"):
+                return None
+            return (
+                f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                f"`{found}`. When `thinking` is enabled, a final `assistant` message must start with a "
+                "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). "
+                "We recommend you include thinking blocks from previous turns. To avoid this "
+                f"requirement, disable `thinking`. {_DOCS}"
+            )
+    return None
 
 
 def _content(exp: ExpectedMessage, ids: list[str]) -> list[dict[str, Any]]:
