@@ -596,3 +596,40 @@ def test_several_choices_pass_through_to_openai_family_and_are_refused_elsewhere
     one = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 1})
     for provider in (ChatProvider(), AnthropicProvider(), GeminiProvider()):
         provider.build_request(one, "up", "sk")
+
+
+def _anthropic(body: dict[str, Any]) -> Request:
+    from crossmodel_protocols.anthropic import AnthropicIngress
+
+    base = {"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}]}
+    return AnthropicIngress().parse_request(orjson.dumps({**base, **body}), {})
+
+
+@pytest.mark.parametrize(
+    ("thinking", "capabilities", "effort"),
+    [
+        # OpenAI answers 400 unsupported_parameter to reasoning_effort on a model without reasoning.
+        ({"type": "enabled", "budget_tokens": 8000}, frozenset({"tools"}), None),
+        ({"type": "enabled", "budget_tokens": 8000}, frozenset({"reasoning"}), "medium"),
+        ({"type": "enabled", "budget_tokens": 1024}, None, "low"),
+        # No effort turns reasoning off on every OpenAI reasoning model (o4-mini takes low-high).
+        ({"type": "disabled"}, frozenset({"reasoning"}), None),
+        ({"type": "disabled"}, frozenset({"tools"}), None),
+        ({"type": "adaptive"}, frozenset({"reasoning"}), None),
+    ],
+)
+def test_reasoning_effort_only_for_reasoning_models(
+    thinking: dict[str, Any], capabilities: frozenset[str] | None, effort: str | None
+) -> None:
+    req = _anthropic({"thinking": thinking})
+    req.capabilities = capabilities
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "").body)
+    assert body.get("reasoning_effort") == effort
+
+
+def test_a_chat_clients_own_effort_is_sent_as_given_to_reasoning_models() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})
+    req.capabilities = frozenset({"reasoning"})
+    assert orjson.loads(ChatProvider().build_request(req, "gpt-5.1", "").body)["reasoning_effort"] == "none"
+    req.capabilities = frozenset()
+    assert "reasoning_effort" not in orjson.loads(ChatProvider().build_request(req, "gpt-4.1", "").body)

@@ -326,6 +326,12 @@ class Request:
     ingress: Protocol = Protocol.OPENAI_CHAT
     # The parsed client body: lets same-protocol fast paths forward it without re-rendering.
     raw: dict[str, Any] | None = None
+    # The catalog capabilities of the model asked (`reasoning`, `vision`, ...), set by the router
+    # before a provider codec builds the upstream body; None when unknown (all are assumed).
+    capabilities: frozenset[str] | None = None
+
+    def capable(self, capability: str) -> bool:
+        return self.capabilities is None or capability in self.capabilities
 
 
 # --------------------------------------------------------------------------------------------

@@ -820,6 +820,23 @@ def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
     return out
 
 
+def openai_effort(request: Request) -> str | None:
+    """OpenAI's `reasoning_effort` for the request, or None to send none. Only reasoning models
+    take it (OpenAI refuses it for the others). An effort the client gave is sent as given; a
+    thinking budget maps to low / medium / high; thinking turned off without an effort (Anthropic
+    `disabled`) sends nothing, since the value that lowers reasoning most differs by model
+    (`minimal`, `none`, `low`) and none of them turns it off on every reasoning model."""
+    r = request.reasoning
+    if r is None or not request.capable("reasoning"):
+        return None
+    if r.effort is not None:
+        return r.effort
+    if not r.enabled or r.budget_tokens is None:
+        return None
+    b = r.budget_tokens
+    return "low" if b < 4096 else "medium" if b < 16384 else "high"
+
+
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
     v.refuse_choices(request)
@@ -863,13 +880,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
             if rf.description:
                 js["description"] = rf.description
             body["response_format"] = {"type": "json_schema", "json_schema": js}
-    if request.reasoning is not None and dialect is Dialect.OPENAI:
-        effort = request.reasoning.effort
-        if effort is None and request.reasoning.budget_tokens is not None:
-            b = request.reasoning.budget_tokens
-            effort = "low" if b < 4096 else "medium" if b < 16384 else "high"
-        if not request.reasoning.enabled:
-            effort = "minimal"
+    if dialect is Dialect.OPENAI:
+        effort = openai_effort(request)
         if effort:
             body["reasoning_effort"] = effort
     if request.end_user and dialect is Dialect.OPENAI:

@@ -78,6 +78,7 @@ from crossmodel_protocols.openai_chat import (
     error_kind_for_status,
     logprobs_from_openai,
     logprobs_to_openai,
+    openai_effort,
     parse_chat_completion,
     parse_retry_after,
 )
@@ -1208,14 +1209,9 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         if rf.type == "json_schema" and rf.strict is None:
             fmt["format"].pop("strict", None)
         body["text"] = fmt
-    if request.reasoning is not None:
+    if request.reasoning is not None and request.capable("reasoning"):
         r = request.reasoning
-        effort = r.effort
-        if effort is None and r.budget_tokens is not None:
-            b = r.budget_tokens
-            effort = "low" if b < 4096 else "medium" if b < 16384 else "high"
-        if not r.enabled:
-            effort = "minimal"
+        effort = openai_effort(request)
         reasoning: dict[str, Any] = {}
         if effort:
             reasoning["effort"] = effort
