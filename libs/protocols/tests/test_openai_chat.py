@@ -633,3 +633,34 @@ def test_a_chat_clients_own_effort_is_sent_as_given_to_reasoning_models() -> Non
     assert orjson.loads(ChatProvider().build_request(req, "gpt-5.1", "").body)["reasoning_effort"] == "none"
     req.capabilities = frozenset()
     assert "reasoning_effort" not in orjson.loads(ChatProvider().build_request(req, "gpt-4.1", "").body)
+
+
+CLAUDE_CODE_USER = "user_" + "ab" * 32 + "_account__session_" + "cd" * 16
+
+
+def test_end_user_ids_over_64_characters_reach_openai_as_their_sha256() -> None:
+    import hashlib
+
+    from crossmodel_protocols.openai_responses import OpenAIProvider, ResponsesIngress
+
+    hashed = hashlib.sha256(CLAUDE_CODE_USER.encode()).hexdigest()
+    claude_code = _anthropic({"metadata": {"user_id": CLAUDE_CODE_USER}})
+    assert claude_code.end_user == CLAUDE_CODE_USER  # what the usage event records
+    assert (
+        orjson.loads(ChatProvider().build_request(claude_code, "gpt-4.1", "").body)["safety_identifier"]
+        == hashed
+    )
+    chat = parse(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "safety_identifier": CLAUDE_CODE_USER}
+    )
+    assert orjson.loads(passthrough_body(chat, "gpt-4.1", Dialect.OPENAI))["safety_identifier"] == hashed
+    responses = ResponsesIngress().parse_request(
+        orjson.dumps({"model": "m", "input": "x", "safety_identifier": CLAUDE_CODE_USER}), {}
+    )
+    up = OpenAIProvider().build_request(responses, "gpt-4.1", "")
+    assert orjson.loads(up.body)["safety_identifier"] == hashed
+    # Ids within the limit are sent as given.
+    short = _anthropic({"metadata": {"user_id": "u" * 64}})
+    assert (
+        orjson.loads(ChatProvider().build_request(short, "gpt-4.1", "").body)["safety_identifier"] == "u" * 64
+    )

@@ -15,6 +15,7 @@ and the finish reason.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -820,6 +821,18 @@ def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
     return out
 
 
+# OpenAI's `safety_identifier` is at most 64 characters; longer end-user ids (Claude Code's
+# `metadata.user_id` is about 120) are sent as their SHA-256 in hex, exactly 64: stable per end
+# user and as pseudonymous as the id itself.
+SAFETY_IDENTIFIER_MAX = 64
+
+
+def openai_safety_identifier(end_user: str) -> str:
+    if len(end_user) <= SAFETY_IDENTIFIER_MAX:
+        return end_user
+    return hashlib.sha256(end_user.encode()).hexdigest()
+
+
 def openai_effort(request: Request) -> str | None:
     """OpenAI's `reasoning_effort` for the request, or None to send none. Only reasoning models
     take it (OpenAI refuses it for the others). An effort the client gave is sent as given; a
@@ -885,7 +898,7 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         if effort:
             body["reasoning_effort"] = effort
     if request.end_user and dialect is Dialect.OPENAI:
-        body["safety_identifier"] = request.end_user
+        body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata and dialect is Dialect.OPENAI:
         body["metadata"] = request.metadata
     if request.logprobs:
@@ -1190,6 +1203,9 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
         body["stream_options"] = (
             {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
         )
+    sid = body.get("safety_identifier")
+    if dialect is Dialect.OPENAI and isinstance(sid, str) and len(sid) > SAFETY_IDENTIFIER_MAX:
+        body["safety_identifier"] = openai_safety_identifier(sid)
     if dialect is not Dialect.OPENAI:
         if "max_completion_tokens" in body:
             mct = body.pop("max_completion_tokens")

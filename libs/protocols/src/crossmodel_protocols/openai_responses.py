@@ -79,6 +79,7 @@ from crossmodel_protocols.openai_chat import (
     logprobs_from_openai,
     logprobs_to_openai,
     openai_effort,
+    openai_safety_identifier,
     parse_chat_completion,
     parse_retry_after,
 )
@@ -1179,6 +1180,9 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         # every other Responses parameter reach OpenAI unchanged.
         body = dict(request.raw)
         body["model"] = upstream_model
+        sid = body.get("safety_identifier")
+        if isinstance(sid, str):
+            body["safety_identifier"] = openai_safety_identifier(sid)
         return body
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_RESPONSES)
     v.refuse_choices(request)
@@ -1224,7 +1228,7 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         if request.top_logprobs is not None:
             body["top_logprobs"] = request.top_logprobs
     if request.end_user:
-        body["safety_identifier"] = request.end_user
+        body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata:
         body["metadata"] = request.metadata
     return body
