@@ -664,3 +664,77 @@ def test_end_user_ids_over_64_characters_reach_openai_as_their_sha256() -> None:
     assert (
         orjson.loads(ChatProvider().build_request(short, "gpt-4.1", "").body)["safety_identifier"] == "u" * 64
     )
+
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_images_of_tool_results_follow_the_tool_messages_in_a_user_message() -> None:
+    # OpenAI's tool message takes text parts only (ChatCompletionRequestToolMessage).
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
+    req = _anthropic(
+        {
+            "messages": [
+                {"role": "user", "content": "shoot"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "c1", "name": "screenshot", "input": {}},
+                        {"type": "tool_use", "id": "c2", "name": "ls", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "c1",
+                            "content": [{"type": "text", "text": "ok"}, image],
+                        },
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "c2",
+                            "content": "no such dir",
+                            "is_error": True,
+                        },
+                        {"type": "text", "text": "what now?"},
+                    ],
+                },
+            ]
+        }
+    )
+    msgs = orjson.loads(ChatProvider().build_request(req, "gpt-4.1", "").body)["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool", "user", "user"]
+    assert msgs[2] == {"role": "tool", "tool_call_id": "c1", "content": "ok"}
+    assert msgs[3] == {"role": "tool", "tool_call_id": "c2", "content": "Error: no such dir"}
+    assert msgs[4]["content"] == [
+        {"type": "text", "text": "Attached to the result of tool call c1:"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+    ]
+    assert msgs[5] == {"role": "user", "content": "what now?"}
+
+
+def test_images_of_responses_function_outputs_follow_the_tool_message() -> None:
+    from crossmodel_protocols.openai_responses import ResponsesIngress
+
+    url = f"data:image/png;base64,{PNG_B64}"
+    req = ResponsesIngress().parse_request(
+        orjson.dumps(
+            {
+                "model": "m",
+                "input": [
+                    {"type": "function_call", "call_id": "c1", "name": "shot", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [{"type": "input_image", "image_url": url}],
+                    },
+                ],
+            }
+        ),
+        {},
+    )
+    msgs = orjson.loads(ChatProvider(Dialect.COMPATIBLE).build_request(req, "grok-4", "").body)["messages"]
+    assert [m["role"] for m in msgs] == ["assistant", "tool", "user"]
+    assert isinstance(msgs[1]["content"], str)
+    assert msgs[2]["content"][1] == {"type": "image_url", "image_url": {"url": url}}

@@ -742,6 +742,10 @@ def _image_url(p: ImagePart) -> dict[str, Any]:
 def _content_to_openai(parts: list[Part]) -> str | list[dict[str, Any]]:
     if all(isinstance(p, TextPart) for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return _parts_to_openai(parts)
+
+
+def _parts_to_openai(parts: list[Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in parts:
         if isinstance(p, TextPart):
@@ -765,15 +769,29 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
     for s in request.system:
         role = s.role if dialect is Dialect.OPENAI else "system"
         out.append({"role": role, "content": s.text})
+    # A tool message holds text only; the images and files of tool results go in one user
+    # message after the run of tool messages (which must follow the assistant's calls directly).
+    attached: list[dict[str, Any]] = []
     for m in request.messages:
         if m.role == "tool":
             for p in m.content:
                 if isinstance(p, ToolResultPart):
-                    content = _content_to_openai(list(p.content))
-                    if p.is_error and isinstance(content, str):
-                        content = content or "error"
-                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": content})
+                    text = "".join(c.text for c in p.content if isinstance(c, TextPart))
+                    others: list[Part] = [c for c in p.content if not isinstance(c, TextPart)]
+                    if others:
+                        attached.append(
+                            {"type": "text", "text": f"Attached to the result of tool call {p.tool_call_id}:"}
+                        )
+                        attached += _parts_to_openai(others)
+                        text = text or "(attached in the next message)"
+                    if p.is_error:
+                        # Chat has no error flag on a tool result (Anthropic `is_error`).
+                        text = f"Error: {text}" if text else "Error"
+                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": text})
             continue
+        if attached:
+            out.append({"role": "user", "content": attached})
+            attached = []
         if m.role == "user":
             msg: dict[str, Any] = {"role": "user", "content": _content_to_openai(m.content)}
         else:
@@ -800,6 +818,8 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.name:
             msg["name"] = m.name
         out.append(msg)
+    if attached:
+        out.append({"role": "user", "content": attached})
     return out
 
 
