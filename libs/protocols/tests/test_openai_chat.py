@@ -738,3 +738,22 @@ def test_images_of_responses_function_outputs_follow_the_tool_message() -> None:
     assert [m["role"] for m in msgs] == ["assistant", "tool", "user"]
     assert isinstance(msgs[1]["content"], str)
     assert msgs[2]["content"][1] == {"type": "image_url", "image_url": {"url": url}}
+
+
+@pytest.mark.parametrize(
+    ("provider", "taken"),
+    [
+        (ChatProvider(Dialect.OPENAI), 4),
+        (ChatProvider(Dialect.COMPATIBLE), 4),
+        (ChatProvider(Dialect.DEEPSEEK), 16),
+        (GeminiProvider(), 5),
+    ],
+)
+def test_stop_sequences_beyond_the_vendors_limit_are_refused_not_cut(provider: Any, taken: int) -> None:
+    stops = [f"STOP{i}" for i in range(taken + 1)]
+    body = orjson.loads(provider.build_request(_anthropic({"stop_sequences": stops[:taken]}), "m", "").body)
+    assert stops[taken - 1] in orjson.dumps(body).decode()
+    with pytest.raises(InvalidRequest) as e:
+        provider.build_request(_anthropic({"stop_sequences": stops}), "m", "")
+    assert e.value.param == "stop_sequences"
+    assert e.value.code == "array_above_max_length"

@@ -334,7 +334,8 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
         if value is not None:
             gen[key] = value
     if request.stop:
-        gen["stopSequences"] = request.stop[:MAX_STOP_SEQUENCES]
+        v.refuse_stop_over(request, MAX_STOP_SEQUENCES)
+        gen["stopSequences"] = request.stop
     rf = request.response_format
     if rf is not None and rf.type != "text":
         gen["responseMimeType"] = "application/json"

@@ -890,7 +890,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         if value is not None:
             body[key] = value
     if request.stop:
-        body["stop"] = request.stop[:4]
+        v.refuse_stop_over(request, 16 if dialect is Dialect.DEEPSEEK else 4)
+        body["stop"] = request.stop
     tools = _tools_to_openai(request)
     if tools:
         body["tools"] = tools

@@ -151,6 +151,19 @@ def refuse_choices(request: Request) -> None:
         )
 
 
+def refuse_stop_over(request: Request, limit: int) -> None:
+    """More stop sequences than the vendor takes (OpenAI 4, Gemini 5, ...): the ones left out
+    would not stop the answer, which would read as if they had been honoured."""
+    if len(request.stop) > limit:
+        param = "stop_sequences" if request.ingress is Protocol.ANTHROPIC_MESSAGES else "stop"
+        raise InvalidRequest(
+            f"Invalid '{param}': array too long. This model takes at most {limit} stop sequences, "
+            f"but got {len(request.stop)}.",
+            param=param,
+            code="array_above_max_length",
+        )
+
+
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
     """A vendor's own tool (OpenAI's hosted `web_search`, Anthropic's server `web_search_…`, …)
     asked of a model of another vendor, which has no such tool. Dropping it would answer without
