@@ -757,3 +757,30 @@ def test_stop_sequences_beyond_the_vendors_limit_are_refused_not_cut(provider: A
         provider.build_request(_anthropic({"stop_sequences": stops}), "m", "")
     assert e.value.param == "stop_sequences"
     assert e.value.code == "array_above_max_length"
+
+
+def test_openai_only_fields_are_dropped_for_other_dialects_and_vendor_extensions_kept() -> None:
+    # Mistral answers 422 to a field it does not know; docs/protocols.md drops these tuning fields.
+    openai_only = {
+        "prompt_cache_key": "k",
+        "verbosity": "low",
+        "prediction": {"type": "content", "content": "x"},
+        "logit_bias": {"50256": -100},
+        "store": True,
+        "service_tier": "flex",
+    }
+    req = parse(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "safe_prompt": True, **openai_only}
+    )
+    for dialect in (Dialect.COMPATIBLE, Dialect.DEEPSEEK):
+        for body in (
+            orjson.loads(ChatProvider(dialect).build_request(req, "up", "").body),
+            orjson.loads(passthrough_body(req, "up", dialect)),
+        ):
+            assert not set(openai_only) & set(body), dialect
+            assert body["safe_prompt"] is True
+    for body in (
+        orjson.loads(ChatProvider().build_request(req, "up", "").body),
+        orjson.loads(passthrough_body(req, "up", Dialect.OPENAI)),
+    ):
+        assert {k: body[k] for k in openai_only} == openai_only

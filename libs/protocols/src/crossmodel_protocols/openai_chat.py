@@ -723,6 +723,29 @@ class ChatIngress:
 # Provider
 
 
+# Chat Completions fields OpenAI defines that the conservative core of the other dialects lacks.
+# They tune how OpenAI makes the answer, not what it holds, so they are dropped for the others,
+# some of which (Mistral) answer a field they do not know with 422. Fields OpenAI does not define
+# (a vendor's own extensions) still reach every OpenAI-compatible vendor as sent.
+OPENAI_ONLY_FIELDS = frozenset(
+    {
+        "store",
+        "service_tier",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "reasoning_effort",
+        "verbosity",
+        "prediction",
+        "logit_bias",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "moderation",
+    }
+)
+
+
 class Dialect(enum.StrEnum):
     """What an OpenAI-compatible upstream accepts beyond the common core."""
 
@@ -928,7 +951,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
             body["top_logprobs"] = request.top_logprobs
     if request.extra and request.ingress is Protocol.OPENAI_CHAT:
         for k, val in request.extra.items():
-            body.setdefault(k, val)
+            if dialect is Dialect.OPENAI or k not in OPENAI_ONLY_FIELDS:
+                body.setdefault(k, val)
     return body
 
 
@@ -1231,7 +1255,7 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
         if "max_completion_tokens" in body:
             mct = body.pop("max_completion_tokens")
             body.setdefault("max_tokens", mct)
-        for k in ("safety_identifier", "user", "metadata", "store", "service_tier", "reasoning_effort"):
+        for k in OPENAI_ONLY_FIELDS:
             body.pop(k, None)
         msgs = body["messages"]
         if any(m.get("role") == "developer" for m in msgs):
