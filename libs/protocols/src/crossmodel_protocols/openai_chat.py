@@ -258,6 +258,7 @@ def _user_parts(value: Any, path: str) -> list[Part]:
                     file_id=file_id,
                     media_type=file_media,
                     filename=v.opt_str(f, "filename", f"{pp}.file.filename"),
+                    param=f"{pp}.file.file_id" if file_id is not None else "",
                 )
             )
         elif kind == "input_audio":
@@ -781,6 +782,9 @@ def _parts_to_openai(parts: list[Part]) -> list[dict[str, Any]]:
                 f["file_id"] = p.file_id
             elif p.data is not None:
                 f["file_data"] = f"data:{p.media_type or 'application/pdf'};base64,{p.data}"
+            else:
+                # Chat's file part has no URL field: the document would arrive empty.
+                raise v.unsupported_file(p.param, "a file URL")
             if p.filename:
                 f["filename"] = p.filename
             out.append({"type": "file", "file": f})

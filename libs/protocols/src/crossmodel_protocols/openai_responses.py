@@ -234,6 +234,7 @@ def _file(p: dict[str, Any], pp: str) -> FilePart:
         file_id=file_id,
         media_type=media,
         filename=v.opt_str(p, "filename", f"{pp}.filename"),
+        param=f"{pp}.file_id" if file_id is not None else f"{pp}.file_url" if url is not None else "",
     )
 
 

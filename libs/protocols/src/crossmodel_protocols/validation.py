@@ -164,6 +164,19 @@ def refuse_stop_over(request: Request, limit: int) -> None:
         )
 
 
+def unsupported_file(param: str, what: str) -> InvalidRequest:
+    """A file this vendor cannot be given (a URL the chat protocol has no field for, another
+    vendor's file id): sent anyway it would arrive empty or name nothing, and the model would
+    answer without the document."""
+    param = param or "file"
+    return InvalidRequest(
+        f"Invalid value for '{param}': {what} is not supported with this model; "
+        "send the file's content as base64 data.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
     """A vendor's own tool (OpenAI's hosted `web_search`, Anthropic's server `web_search_…`, …)
     asked of a model of another vendor, which has no such tool. Dropping it would answer without
