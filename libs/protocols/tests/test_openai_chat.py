@@ -784,3 +784,11 @@ def test_openai_only_fields_are_dropped_for_other_dialects_and_vendor_extensions
         orjson.loads(passthrough_body(req, "up", Dialect.OPENAI)),
     ):
         assert {k: body[k] for k in openai_only} == openai_only
+
+
+def test_the_fast_path_drops_reasoning_effort_for_a_model_without_reasoning_like_the_canonical_path() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"})
+    req.capabilities = frozenset({"tools"})
+    assert "reasoning_effort" not in orjson.loads(passthrough_body(req, "gpt-4.1", Dialect.OPENAI))
+    req.capabilities = frozenset({"reasoning"})
+    assert orjson.loads(passthrough_body(req, "o4-mini", Dialect.OPENAI))["reasoning_effort"] == "low"

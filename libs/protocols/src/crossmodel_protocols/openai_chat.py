@@ -1255,6 +1255,9 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
     sid = body.get("safety_identifier")
     if dialect is Dialect.OPENAI and isinstance(sid, str) and len(sid) > SAFETY_IDENTIFIER_MAX:
         body["safety_identifier"] = openai_safety_identifier(sid)
+    if not request.capable("reasoning"):
+        # As on the canonical path (openai_effort): OpenAI refuses it for these models.
+        body.pop("reasoning_effort", None)
     if dialect is not Dialect.OPENAI:
         if "max_completion_tokens" in body:
             mct = body.pop("max_completion_tokens")
