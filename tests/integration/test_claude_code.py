@@ -342,3 +342,55 @@ async def test_count_tokens_and_the_small_fast_model_call(
     assert quick.content[0].type == "text"
     assert quick.content[0].text == f"You said: {prompt}"
     assert quick.usage.output_tokens == words(f"You said: {prompt}")
+
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_screenshot_in_a_tool_result(
+    harness: Harness, client: anthropic.AsyncAnthropic, model: str
+) -> None:
+    # Claude Code's Read tool returns images as tool_result content; OpenAI's tool message takes
+    # text only, so the image follows the tool messages in a user message there.
+    marker = "m" + secrets.token_hex(5)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
+    messages: Any = [
+        {"role": "user", "content": "Look at the screenshot"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/tmp/s.png"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {"file_path": "/tmp/t.png"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [image]},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "content": "File does not exist.",
+                    "is_error": True,
+                },
+                {"type": "text", "text": f"What do you see? {marker}"},
+            ],
+        },
+    ]
+    reply = await client.beta.messages.create(
+        model=model,
+        max_tokens=1024,
+        tools=TOOLS,
+        messages=messages,
+        metadata={"user_id": user_id()},
+        betas=BETAS,
+    )
+    assert reply.content[-1].type == "text"
+    assert reply.content[-1].text == f"You said: What do you see? {marker}"
+    sent = (await upstream(harness, marker))["body"]["messages"]
+    if model.startswith("openai/"):
+        assert [m["role"] for m in sent] == ["user", "assistant", "tool", "tool", "user", "user"]
+        assert all(isinstance(m["content"], str) for m in sent[2:4])
+        assert sent[3]["content"] == "Error: File does not exist."
+        assert sent[4]["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG_B64}"

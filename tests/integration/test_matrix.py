@@ -48,6 +48,8 @@ VENDORS: dict[str, str] = {
     "deepseek": "deepseek/deepseek-v4-pro",
     "compatible": "xai/grok-4",
 }
+# OpenAI takes reasoning settings on its reasoning models only (400 on gpt-4.1).
+REASONING_MODELS = {**VENDORS, "openai": "openai/o4-mini"}
 # Vendors whose chat API shows reasoning text; OpenAI's Chat Completions only counts it.
 SHOWS_REASONING = {"anthropic", "google", "deepseek", "compatible"}
 
@@ -291,6 +293,7 @@ async def chat_images(c: Ctx, vendor: str, model: str) -> None:
 
 
 async def chat_reasoning(c: Ctx, vendor: str, model: str) -> None:
+    model = REASONING_MODELS[vendor]
     prompt = f"Think before answering {tag()} [sim:thinking]"
     messages: list[Any] = [{"role": "user", "content": prompt}]
     thinking = thinking_about(prompt)
@@ -620,6 +623,7 @@ async def messages_tools_call(c: Ctx, vendor: str, model: str) -> None:
 
 
 async def messages_thinking(c: Ctx, vendor: str, model: str) -> None:
+    model = REASONING_MODELS[vendor]
     prompt = f"Think it over {tag()} [sim:thinking]"
     thinking = thinking_about(prompt)
     messages: list[Any] = [{"role": "user", "content": prompt}]

@@ -205,7 +205,8 @@ async def test_the_upstream_request_follows_the_vendors_schema(
     edge, simulator = clients
     path, build = INGRESS[ingress]
     marker = test_matrix.tag()
-    body = build(VENDORS[vendor], marker, case)
+    models = test_matrix.REASONING_MODELS if case == "reasoning-json" else VENDORS
+    body = build(models[vendor], marker, case)
     async with edge.stream("POST", path, json=body) as resp:
         answer = await resp.aread()
     assert resp.status_code == 200, answer[:500]

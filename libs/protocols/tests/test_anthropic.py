@@ -1027,3 +1027,123 @@ def test_response_with_foreign_ids_and_invalid_tool_json() -> None:
         "cache_read_input_tokens": 4,
         "output_tokens": 2,
     }
+
+
+def test_documents_reach_claude_as_sent_and_text_never_as_a_base64_source() -> None:
+    # Anthropic takes base64 documents as application/pdf only; plain text has a text source.
+    text_doc = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "Grass is green."},
+        "title": "Facts",
+        "context": "From the handbook",
+        "citations": {"enabled": True},
+    }
+    url_doc = {
+        "type": "document",
+        "source": {"type": "url", "url": "https://x.test/a.pdf"},
+        "citations": {"enabled": False},
+    }
+    file_doc = {"type": "document", "source": {"type": "file", "file_id": "file_011abc"}}
+    body = {
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": [text_doc, url_doc, file_doc]}],
+    }
+    sent = orjson.loads(AnthropicProvider().build_request(parse(body), "claude-sonnet-4-6", "").body)
+    assert sent["messages"] == body["messages"]
+
+    chat = ChatIngress().parse_request(
+        orjson.dumps(
+            {
+                "model": "m",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "file",
+                                "file": {
+                                    "file_data": "data:text/plain;base64,aGkgdGhlcmU=",
+                                    "filename": "n.txt",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ),
+        {},
+    )
+    sent = orjson.loads(AnthropicProvider().build_request(chat, "claude-sonnet-4-6", "").body)
+    assert sent["messages"][0]["content"] == [
+        {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": "hi there"},
+            "title": "n.txt",
+        }
+    ]
+
+
+def test_a_file_a_vendor_cannot_take_is_refused_naming_the_clients_field() -> None:
+    from crossmodel_protocols.gemini import GeminiProvider
+    from crossmodel_protocols.openai_chat import ChatProvider
+    from crossmodel_protocols.openai_responses import ResponsesIngress
+
+    def responses(part: dict[str, Any]) -> Request:
+        body = {
+            "model": "m",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}, part]}],
+        }
+        return ResponsesIngress().parse_request(orjson.dumps(body), {})
+
+    cases = [
+        # Chat's file part has no URL field: the document would arrive as {"file": {}}.
+        (
+            ChatProvider(),
+            responses({"type": "input_file", "file_url": "https://x.test/a.pdf"}),
+            "input[0].content[1].file_url",
+        ),
+        (
+            ChatProvider(),
+            parse(
+                {
+                    "model": "m",
+                    "max_tokens": 9,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}}
+                            ],
+                        }
+                    ],
+                }
+            ),
+            "messages[0].content[0].source.url",
+        ),
+        # An OpenAI file id names nothing at Anthropic or Google.
+        (
+            AnthropicProvider(),
+            responses({"type": "input_file", "file_id": "file-abc"}),
+            "input[0].content[1].file_id",
+        ),
+        (
+            GeminiProvider(),
+            ChatIngress().parse_request(
+                orjson.dumps(
+                    {
+                        "model": "m",
+                        "messages": [
+                            {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}
+                        ],
+                    }
+                ),
+                {},
+            ),
+            "messages[0].content[0].file.file_id",
+        ),
+    ]
+    for provider, req, param in cases:
+        with pytest.raises(InvalidRequest) as e:
+            provider.build_request(req, "m", "")
+        assert (e.value.param, e.value.code) == (param, "unsupported_value")

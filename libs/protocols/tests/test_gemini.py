@@ -110,7 +110,7 @@ def test_full_request_mapping() -> None:
         temperature=0.3,
         top_p=0.9,
         top_k=40,
-        stop=["a", "b", "c", "d", "e", "f"],
+        stop=["a", "b", "c", "d", "e"],
         seed=7,
         tools=[
             Tool(

@@ -628,3 +628,199 @@ def test_several_choices_pass_through_to_openai_family_and_are_refused_elsewhere
     one = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 1})
     for provider in (ChatProvider(), AnthropicProvider(), GeminiProvider()):
         provider.build_request(one, "up", "sk")
+
+
+def _anthropic(body: dict[str, Any]) -> Request:
+    from crossmodel_protocols.anthropic import AnthropicIngress
+
+    base = {"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}]}
+    return AnthropicIngress().parse_request(orjson.dumps({**base, **body}), {})
+
+
+@pytest.mark.parametrize(
+    ("thinking", "capabilities", "effort"),
+    [
+        # OpenAI answers 400 unsupported_parameter to reasoning_effort on a model without reasoning.
+        ({"type": "enabled", "budget_tokens": 8000}, frozenset({"tools"}), None),
+        ({"type": "enabled", "budget_tokens": 8000}, frozenset({"reasoning"}), "medium"),
+        ({"type": "enabled", "budget_tokens": 1024}, None, "low"),
+        # No effort turns reasoning off on every OpenAI reasoning model (o4-mini takes low-high).
+        ({"type": "disabled"}, frozenset({"reasoning"}), None),
+        ({"type": "disabled"}, frozenset({"tools"}), None),
+        ({"type": "adaptive"}, frozenset({"reasoning"}), None),
+    ],
+)
+def test_reasoning_effort_only_for_reasoning_models(
+    thinking: dict[str, Any], capabilities: frozenset[str] | None, effort: str | None
+) -> None:
+    req = _anthropic({"thinking": thinking})
+    req.capabilities = capabilities
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "").body)
+    assert body.get("reasoning_effort") == effort
+
+
+def test_a_chat_clients_own_effort_is_sent_as_given_to_reasoning_models() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})
+    req.capabilities = frozenset({"reasoning"})
+    assert orjson.loads(ChatProvider().build_request(req, "gpt-5.1", "").body)["reasoning_effort"] == "none"
+    req.capabilities = frozenset()
+    assert "reasoning_effort" not in orjson.loads(ChatProvider().build_request(req, "gpt-4.1", "").body)
+
+
+CLAUDE_CODE_USER = "user_" + "ab" * 32 + "_account__session_" + "cd" * 16
+
+
+def test_end_user_ids_over_64_characters_reach_openai_as_their_sha256() -> None:
+    import hashlib
+
+    from crossmodel_protocols.openai_responses import OpenAIProvider, ResponsesIngress
+
+    hashed = hashlib.sha256(CLAUDE_CODE_USER.encode()).hexdigest()
+    claude_code = _anthropic({"metadata": {"user_id": CLAUDE_CODE_USER}})
+    assert claude_code.end_user == CLAUDE_CODE_USER  # what the usage event records
+    assert (
+        orjson.loads(ChatProvider().build_request(claude_code, "gpt-4.1", "").body)["safety_identifier"]
+        == hashed
+    )
+    chat = parse(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "safety_identifier": CLAUDE_CODE_USER}
+    )
+    assert orjson.loads(passthrough_body(chat, "gpt-4.1", Dialect.OPENAI))["safety_identifier"] == hashed
+    responses = ResponsesIngress().parse_request(
+        orjson.dumps({"model": "m", "input": "x", "safety_identifier": CLAUDE_CODE_USER}), {}
+    )
+    up = OpenAIProvider().build_request(responses, "gpt-4.1", "")
+    assert orjson.loads(up.body)["safety_identifier"] == hashed
+    # Ids within the limit are sent as given.
+    short = _anthropic({"metadata": {"user_id": "u" * 64}})
+    assert (
+        orjson.loads(ChatProvider().build_request(short, "gpt-4.1", "").body)["safety_identifier"] == "u" * 64
+    )
+
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_images_of_tool_results_follow_the_tool_messages_in_a_user_message() -> None:
+    # OpenAI's tool message takes text parts only (ChatCompletionRequestToolMessage).
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}}
+    req = _anthropic(
+        {
+            "messages": [
+                {"role": "user", "content": "shoot"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "c1", "name": "screenshot", "input": {}},
+                        {"type": "tool_use", "id": "c2", "name": "ls", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "c1",
+                            "content": [{"type": "text", "text": "ok"}, image],
+                        },
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "c2",
+                            "content": "no such dir",
+                            "is_error": True,
+                        },
+                        {"type": "text", "text": "what now?"},
+                    ],
+                },
+            ]
+        }
+    )
+    msgs = orjson.loads(ChatProvider().build_request(req, "gpt-4.1", "").body)["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool", "user", "user"]
+    assert msgs[2] == {"role": "tool", "tool_call_id": "c1", "content": "ok"}
+    assert msgs[3] == {"role": "tool", "tool_call_id": "c2", "content": "Error: no such dir"}
+    assert msgs[4]["content"] == [
+        {"type": "text", "text": "Attached to the result of tool call c1:"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+    ]
+    assert msgs[5] == {"role": "user", "content": "what now?"}
+
+
+def test_images_of_responses_function_outputs_follow_the_tool_message() -> None:
+    from crossmodel_protocols.openai_responses import ResponsesIngress
+
+    url = f"data:image/png;base64,{PNG_B64}"
+    req = ResponsesIngress().parse_request(
+        orjson.dumps(
+            {
+                "model": "m",
+                "input": [
+                    {"type": "function_call", "call_id": "c1", "name": "shot", "arguments": "{}"},
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [{"type": "input_image", "image_url": url}],
+                    },
+                ],
+            }
+        ),
+        {},
+    )
+    msgs = orjson.loads(ChatProvider(Dialect.COMPATIBLE).build_request(req, "grok-4", "").body)["messages"]
+    assert [m["role"] for m in msgs] == ["assistant", "tool", "user"]
+    assert isinstance(msgs[1]["content"], str)
+    assert msgs[2]["content"][1] == {"type": "image_url", "image_url": {"url": url}}
+
+
+@pytest.mark.parametrize(
+    ("provider", "taken"),
+    [
+        (ChatProvider(Dialect.OPENAI), 4),
+        (ChatProvider(Dialect.COMPATIBLE), 4),
+        (ChatProvider(Dialect.DEEPSEEK), 16),
+        (GeminiProvider(), 5),
+    ],
+)
+def test_stop_sequences_beyond_the_vendors_limit_are_refused_not_cut(provider: Any, taken: int) -> None:
+    stops = [f"STOP{i}" for i in range(taken + 1)]
+    body = orjson.loads(provider.build_request(_anthropic({"stop_sequences": stops[:taken]}), "m", "").body)
+    assert stops[taken - 1] in orjson.dumps(body).decode()
+    with pytest.raises(InvalidRequest) as e:
+        provider.build_request(_anthropic({"stop_sequences": stops}), "m", "")
+    assert e.value.param == "stop_sequences"
+    assert e.value.code == "array_above_max_length"
+
+
+def test_openai_only_fields_are_dropped_for_other_dialects_and_vendor_extensions_kept() -> None:
+    # Mistral answers 422 to a field it does not know; docs/protocols.md drops these tuning fields.
+    openai_only = {
+        "prompt_cache_key": "k",
+        "verbosity": "low",
+        "prediction": {"type": "content", "content": "x"},
+        "logit_bias": {"50256": -100},
+        "store": True,
+        "service_tier": "flex",
+    }
+    req = parse(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "safe_prompt": True, **openai_only}
+    )
+    for dialect in (Dialect.COMPATIBLE, Dialect.DEEPSEEK):
+        for body in (
+            orjson.loads(ChatProvider(dialect).build_request(req, "up", "").body),
+            orjson.loads(passthrough_body(req, "up", dialect)),
+        ):
+            assert not set(openai_only) & set(body), dialect
+            assert body["safe_prompt"] is True
+    for body in (
+        orjson.loads(ChatProvider().build_request(req, "up", "").body),
+        orjson.loads(passthrough_body(req, "up", Dialect.OPENAI)),
+    ):
+        assert {k: body[k] for k in openai_only} == openai_only
+
+
+def test_the_fast_path_drops_reasoning_effort_for_a_model_without_reasoning_like_the_canonical_path() -> None:
+    req = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"})
+    req.capabilities = frozenset({"tools"})
+    assert "reasoning_effort" not in orjson.loads(passthrough_body(req, "gpt-4.1", Dialect.OPENAI))
+    req.capabilities = frozenset({"reasoning"})
+    assert orjson.loads(passthrough_body(req, "o4-mini", Dialect.OPENAI))["reasoning_effort"] == "low"

@@ -4,10 +4,12 @@ Claude models, and Anthropic-Messages clients on Claude and on OpenAI models."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -263,6 +265,23 @@ async def test_anthropic_client_on_an_openai_model(start_router: RouterFactory, 
     assert res.usage.provider == "openai"
     assert res.usage.input_tokens == exp.prompt_tokens
     assert any(isinstance(e, StreamFinish) for e in decode(res.body))
+
+
+@pytest.mark.parametrize(("model", "effort"), [("openai/gpt-4o-mini", None), ("openai/o4-mini", "medium")])
+async def test_claude_codes_thinking_reaches_openai_only_as_a_reasoning_models_effort(
+    start_router: RouterFactory, catalog: Catalog, simulator_url: str, model: str, effort: str | None
+) -> None:
+    stub = await start_router(catalog)
+    tag = f"effort-{secrets.token_hex(5)}"
+    body = anthropic_body(tag, model=model, thinking={"type": "enabled", "budget_tokens": 8000})
+    res = await route(stub, router_pb2.PROTOCOL_ANTHROPIC_MESSAGES, body, HEADERS)
+    assert not res.errors
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(simulator_url + "/_sim/requests", params={"contains": tag}) as r,
+    ):
+        (sent,) = await r.json()
+    assert sent["body"].get("reasoning_effort") == effort
 
 
 async def test_anthropic_client_invalid_body_names_the_field(

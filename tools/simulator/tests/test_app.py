@@ -273,3 +273,87 @@ async def test_requests_are_recorded_without_credentials(simulator_url: str) -> 
     assert found[0]["body"]["safety_identifier"] == "u-1"
     assert "authorization" not in found[0]["headers"]
     assert absent == []
+
+
+PNG_URL = "data:image/png;base64,iVBORw0KGgo="
+TURN = [
+    {"role": "user", "content": "shoot"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}],
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"model": "gpt-4.1", "reasoning_effort": "low"}, "reasoning_effort", "unsupported_parameter"),
+        ({"model": "gpt-4o-mini", "reasoning_effort": "medium"}, "reasoning_effort", "unsupported_parameter"),
+        ({"model": "o4-mini", "reasoning_effort": "minimal"}, "reasoning_effort", "unsupported_value"),
+        ({"safety_identifier": "u" * 65}, "safety_identifier", "string_above_max_length"),
+        (
+            {
+                "messages": [
+                    *TURN,
+                    {
+                        "role": "tool",
+                        "tool_call_id": "c1",
+                        "content": [{"type": "image_url", "image_url": {"url": PNG_URL}}],
+                    },
+                ]
+            },
+            "messages[2].content[0].type",
+            "invalid_value",
+        ),
+    ],
+)
+async def test_openai_refuses_what_openai_refuses(
+    simulator_url: str, extra: dict[str, Any], param: str, code: str
+) -> None:
+    body = {"model": "gpt-4.1", "messages": user("hi"), **extra}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(simulator_url + "/openai/v1/chat/completions", json=body) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
+        # Another vendor answers the same request.
+        async with s.post(simulator_url + "/xai/v1/chat/completions", json=body) as r:
+            assert r.status == 200
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"model": "o4-mini", "reasoning_effort": "low"},
+        {"model": "gpt-5", "reasoning_effort": "minimal"},
+        {"safety_identifier": "u" * 64},
+        {
+            "messages": [
+                *TURN,
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "ok"}]},
+            ]
+        },
+    ],
+)
+async def test_openai_takes_what_openai_takes(simulator_url: str, extra: dict[str, Any]) -> None:
+    body = {"model": "gpt-4.1", "messages": user("hi"), **extra}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(simulator_url + "/openai/v1/chat/completions", json=body) as r,
+    ):
+        assert r.status == 200, await r.text()
+
+
+async def test_openai_responses_refuses_reasoning_for_a_model_without_it(simulator_url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for model, status in (("gpt-4.1", 400), ("o4-mini", 200)):
+            body = {"model": model, "input": "hi", "reasoning": {"effort": "low"}}
+            async with s.post(simulator_url + "/openai/v1/responses", json=body) as r:
+                assert r.status == status
+                if status == 400:
+                    assert (await r.json())["error"]["param"] == "reasoning.effort"
+        body = {"model": "gpt-4.1", "input": "hi", "safety_identifier": "u" * 65}
+        async with s.post(simulator_url + "/openai/v1/responses", json=body) as r:
+            assert (r.status, (await r.json())["error"]["param"]) == (400, "safety_identifier")

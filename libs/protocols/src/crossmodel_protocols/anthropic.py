@@ -263,28 +263,32 @@ def _document_block(b: dict[str, Any], path: str) -> FilePart:
     if src is None:
         raise v.missing(f"{path}.source")
     kind = v.req_str(src, "type", f"{path}.source.type")
-    cc = _cache_control(b, path)
-    title = v.opt_str(b, "title", f"{path}.title")
+    common: dict[str, Any] = {
+        "filename": v.opt_str(b, "title", f"{path}.title"),
+        "context": v.opt_str(b, "context", f"{path}.context"),
+        "citations": v.opt_object(b, "citations", f"{path}.citations"),
+        "cache_control": _cache_control(b, path),
+    }
     if kind == "base64":
         return FilePart(
             data=v.req_str(src, "data", f"{path}.source.data"),
             media_type=v.req_str(src, "media_type", f"{path}.source.media_type"),
-            filename=title,
-            cache_control=cc,
+            **common,
         )
     if kind == "text":
         text = v.req_str(src, "data", f"{path}.source.data")
         return FilePart(
             data=base64.b64encode(text.encode()).decode(),
             media_type=v.opt_str(src, "media_type", f"{path}.source.media_type") or "text/plain",
-            filename=title,
-            cache_control=cc,
+            **common,
         )
     if kind == "url":
-        return FilePart(url=v.req_str(src, "url", f"{path}.source.url"), filename=title, cache_control=cc)
+        return FilePart(url=v.req_str(src, "url", f"{path}.source.url"), param=f"{path}.source.url", **common)
     if kind == "file":
         return FilePart(
-            file_id=v.req_str(src, "file_id", f"{path}.source.file_id"), filename=title, cache_control=cc
+            file_id=v.req_str(src, "file_id", f"{path}.source.file_id"),
+            param=f"{path}.source.file_id",
+            **common,
         )
     raise v.invalid_value(f"{path}.source.type", kind, ["base64", "text", "url", "file"])
 
@@ -856,16 +860,27 @@ def _image_to_anthropic(p: ImagePart) -> dict[str, Any]:
     return block
 
 
-def _file_to_anthropic(p: FilePart) -> dict[str, Any]:
+def _file_to_anthropic(p: FilePart, ingress: Protocol) -> dict[str, Any]:
     if p.file_id:
+        if ingress is not Protocol.ANTHROPIC_MESSAGES:
+            # Another vendor's file id (OpenAI `file-…`) names nothing in Anthropic's Files API.
+            raise v.unsupported_file(p.param, "a file id of another vendor")
         source: dict[str, Any] = {"type": "file", "file_id": p.file_id}
     elif p.url is not None:
         source = {"type": "url", "url": p.url}
+    elif (p.media_type or "").startswith("text/"):
+        # Anthropic takes base64 documents as PDF only; plain text has its own source.
+        text = base64.b64decode(p.data or "").decode(errors="replace")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
     else:
         source = {"type": "base64", "media_type": p.media_type or "application/pdf", "data": p.data or ""}
     block: dict[str, Any] = {"type": "document", "source": source}
     if p.filename:
         block["title"] = p.filename
+    if p.context is not None:
+        block["context"] = p.context
+    if p.citations is not None:
+        block["citations"] = p.citations
     cc = _cc(p.cache_control)
     if cc:
         block["cache_control"] = cc
@@ -880,24 +895,24 @@ def _text_to_anthropic(p: TextPart) -> dict[str, Any]:
     return block
 
 
-def _user_block(p: Part) -> dict[str, Any] | None:
+def _user_block(p: Part, ingress: Protocol) -> dict[str, Any] | None:
     if isinstance(p, TextPart):
         return _text_to_anthropic(p)
     if isinstance(p, ImagePart):
         return _image_to_anthropic(p)
     if isinstance(p, FilePart):
-        return _file_to_anthropic(p)
+        return _file_to_anthropic(p, ingress)
     if isinstance(p, RefusalPart):
         return {"type": "text", "text": p.text}
     return None
 
 
-def _tool_result_to_anthropic(p: ToolResultPart) -> dict[str, Any]:
+def _tool_result_to_anthropic(p: ToolResultPart, ingress: Protocol) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": p.tool_call_id}
     if all(isinstance(c, TextPart) and c.cache_control is None for c in p.content):
         block["content"] = "".join(c.text for c in p.content if isinstance(c, TextPart))
     else:
-        block["content"] = [b for b in (_user_block(c) for c in p.content) if b is not None]
+        block["content"] = [b for b in (_user_block(c, ingress) for c in p.content) if b is not None]
     if p.is_error:
         block["is_error"] = True
     cc = _cc(p.cache_control)
@@ -942,10 +957,16 @@ def messages_to_anthropic(request: Request) -> list[dict[str, Any]]:
     pending: list[dict[str, Any]] = []  # tool_result blocks waiting for their user turn
     for m in request.messages:
         if m.role == "tool":
-            pending.extend(_tool_result_to_anthropic(p) for p in m.content if isinstance(p, ToolResultPart))
+            pending.extend(
+                _tool_result_to_anthropic(p, request.ingress)
+                for p in m.content
+                if isinstance(p, ToolResultPart)
+            )
             continue
         if m.role == "user":
-            blocks = pending + [b for b in (_user_block(p) for p in m.content) if b is not None]
+            blocks = pending + [
+                b for b in (_user_block(p, request.ingress) for p in m.content) if b is not None
+            ]
             pending = []
             if (
                 len(blocks) == 1

@@ -143,8 +143,14 @@ class FilePart:
     url: str | None = None
     file_id: str | None = None
     media_type: str | None = None
-    filename: str | None = None
+    filename: str | None = None  # Anthropic `title`
     cache_control: CacheControl | None = None
+    # Anthropic document `context` and `citations`, kept for Claude.
+    context: str | None = None
+    citations: dict[str, Any] | None = None
+    # The client's field that holds `url` or `file_id` (`input[0].content[1].file_url`), named
+    # when a vendor cannot take them.
+    param: str = field(default="", compare=False, repr=False)
     type: Literal["file"] = "file"
 
 
@@ -362,6 +368,12 @@ class Request:
     ingress: Protocol = Protocol.OPENAI_CHAT
     # The parsed client body: lets same-protocol fast paths forward it without re-rendering.
     raw: dict[str, Any] | None = None
+    # The catalog capabilities of the model asked (`reasoning`, `vision`, ...), set by the router
+    # before a provider codec builds the upstream body; None when unknown (all are assumed).
+    capabilities: frozenset[str] | None = None
+
+    def capable(self, capability: str) -> bool:
+        return self.capabilities is None or capability in self.capabilities
 
 
 # --------------------------------------------------------------------------------------------

@@ -152,7 +152,10 @@ def _user_part(p: Part) -> dict[str, Any] | None:
     if isinstance(p, FilePart):
         if p.data is not None:
             return {"inlineData": {"mimeType": p.media_type or "application/pdf", "data": p.data}}
-        uri = p.url or p.file_id or ""
+        if p.file_id:
+            # An OpenAI or Anthropic file id is not a Gemini Files API URI.
+            raise v.unsupported_file(p.param, "a file id of another vendor")
+        uri = p.url or ""
         return {
             "fileData": {"mimeType": p.media_type or _media_for_url(uri, "application/pdf"), "fileUri": uri}
         }
@@ -334,7 +337,8 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
         if value is not None:
             gen[key] = value
     if request.stop:
-        gen["stopSequences"] = request.stop[:MAX_STOP_SEQUENCES]
+        v.refuse_stop_over(request, MAX_STOP_SEQUENCES)
+        gen["stopSequences"] = request.stop
     rf = request.response_format
     if rf is not None and rf.type != "text":
         gen["responseMimeType"] = "application/json"

@@ -15,6 +15,7 @@ and the finish reason.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -257,6 +258,7 @@ def _user_parts(value: Any, path: str) -> list[Part]:
                     file_id=file_id,
                     media_type=file_media,
                     filename=v.opt_str(f, "filename", f"{pp}.file.filename"),
+                    param=f"{pp}.file.file_id" if file_id is not None else "",
                 )
             )
         elif kind == "input_audio":
@@ -742,6 +744,29 @@ class ChatIngress:
 # Provider
 
 
+# Chat Completions fields OpenAI defines that the conservative core of the other dialects lacks.
+# They tune how OpenAI makes the answer, not what it holds, so they are dropped for the others,
+# some of which (Mistral) answer a field they do not know with 422. Fields OpenAI does not define
+# (a vendor's own extensions) still reach every OpenAI-compatible vendor as sent.
+OPENAI_ONLY_FIELDS = frozenset(
+    {
+        "store",
+        "service_tier",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "reasoning_effort",
+        "verbosity",
+        "prediction",
+        "logit_bias",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "moderation",
+    }
+)
+
+
 class Dialect(enum.StrEnum):
     """What an OpenAI-compatible upstream accepts beyond the common core."""
 
@@ -761,6 +786,10 @@ def _image_url(p: ImagePart) -> dict[str, Any]:
 def _content_to_openai(parts: list[Part]) -> str | list[dict[str, Any]]:
     if all(isinstance(p, TextPart) for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
+    return _parts_to_openai(parts)
+
+
+def _parts_to_openai(parts: list[Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in parts:
         if isinstance(p, TextPart):
@@ -773,6 +802,9 @@ def _content_to_openai(parts: list[Part]) -> str | list[dict[str, Any]]:
                 f["file_id"] = p.file_id
             elif p.data is not None:
                 f["file_data"] = f"data:{p.media_type or 'application/pdf'};base64,{p.data}"
+            else:
+                # Chat's file part has no URL field: the document would arrive empty.
+                raise v.unsupported_file(p.param, "a file URL")
             if p.filename:
                 f["filename"] = p.filename
             out.append({"type": "file", "file": f})
@@ -784,15 +816,29 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
     for s in request.system:
         role = s.role if dialect is Dialect.OPENAI else "system"
         out.append({"role": role, "content": s.text})
+    # A tool message holds text only; the images and files of tool results go in one user
+    # message after the run of tool messages (which must follow the assistant's calls directly).
+    attached: list[dict[str, Any]] = []
     for m in request.messages:
         if m.role == "tool":
             for p in m.content:
                 if isinstance(p, ToolResultPart):
-                    content = _content_to_openai(list(p.content))
-                    if p.is_error and isinstance(content, str):
-                        content = content or "error"
-                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": content})
+                    text = "".join(c.text for c in p.content if isinstance(c, TextPart))
+                    others: list[Part] = [c for c in p.content if not isinstance(c, TextPart)]
+                    if others:
+                        attached.append(
+                            {"type": "text", "text": f"Attached to the result of tool call {p.tool_call_id}:"}
+                        )
+                        attached += _parts_to_openai(others)
+                        text = text or "(attached in the next message)"
+                    if p.is_error:
+                        # Chat has no error flag on a tool result (Anthropic `is_error`).
+                        text = f"Error: {text}" if text else "Error"
+                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": text})
             continue
+        if attached:
+            out.append({"role": "user", "content": attached})
+            attached = []
         if m.role == "user":
             msg: dict[str, Any] = {"role": "user", "content": _content_to_openai(m.content)}
         else:
@@ -819,6 +865,8 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.name:
             msg["name"] = m.name
         out.append(msg)
+    if attached:
+        out.append({"role": "user", "content": attached})
     return out
 
 
@@ -838,6 +886,35 @@ def _tools_to_openai(request: Request) -> list[dict[str, Any]]:
             fn["strict"] = t.strict
         out.append({"type": "function", "function": fn})
     return out
+
+
+# OpenAI's `safety_identifier` is at most 64 characters; longer end-user ids (Claude Code's
+# `metadata.user_id` is about 120) are sent as their SHA-256 in hex, exactly 64: stable per end
+# user and as pseudonymous as the id itself.
+SAFETY_IDENTIFIER_MAX = 64
+
+
+def openai_safety_identifier(end_user: str) -> str:
+    if len(end_user) <= SAFETY_IDENTIFIER_MAX:
+        return end_user
+    return hashlib.sha256(end_user.encode()).hexdigest()
+
+
+def openai_effort(request: Request) -> str | None:
+    """OpenAI's `reasoning_effort` for the request, or None to send none. Only reasoning models
+    take it (OpenAI refuses it for the others). An effort the client gave is sent as given; a
+    thinking budget maps to low / medium / high; thinking turned off without an effort (Anthropic
+    `disabled`) sends nothing, since the value that lowers reasoning most differs by model
+    (`minimal`, `none`, `low`) and none of them turns it off on every reasoning model."""
+    r = request.reasoning
+    if r is None or not request.capable("reasoning"):
+        return None
+    if r.effort is not None:
+        return r.effort
+    if not r.enabled or r.budget_tokens is None:
+        return None
+    b = r.budget_tokens
+    return "low" if b < 4096 else "medium" if b < 16384 else "high"
 
 
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
@@ -860,7 +937,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         if value is not None:
             body[key] = value
     if request.stop:
-        body["stop"] = request.stop[:4]
+        v.refuse_stop_over(request, 16 if dialect is Dialect.DEEPSEEK else 4)
+        body["stop"] = request.stop
     tools = _tools_to_openai(request)
     if tools:
         body["tools"] = tools
@@ -883,17 +961,12 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
             if rf.description:
                 js["description"] = rf.description
             body["response_format"] = {"type": "json_schema", "json_schema": js}
-    if request.reasoning is not None and dialect is Dialect.OPENAI:
-        effort = request.reasoning.effort
-        if effort is None and request.reasoning.budget_tokens is not None:
-            b = request.reasoning.budget_tokens
-            effort = "low" if b < 4096 else "medium" if b < 16384 else "high"
-        if not request.reasoning.enabled:
-            effort = "minimal"
+    if dialect is Dialect.OPENAI:
+        effort = openai_effort(request)
         if effort:
             body["reasoning_effort"] = effort
     if request.end_user and dialect is Dialect.OPENAI:
-        body["safety_identifier"] = request.end_user
+        body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata and dialect is Dialect.OPENAI:
         body["metadata"] = request.metadata
     if request.logprobs:
@@ -902,7 +975,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
             body["top_logprobs"] = request.top_logprobs
     if request.extra and request.ingress is Protocol.OPENAI_CHAT:
         for k, val in request.extra.items():
-            body.setdefault(k, val)
+            if dialect is Dialect.OPENAI or k not in OPENAI_ONLY_FIELDS:
+                body.setdefault(k, val)
     return body
 
 
@@ -1198,11 +1272,17 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
         body["stream_options"] = (
             {**so, "include_usage": True} if isinstance(so, dict) else {"include_usage": True}
         )
+    sid = body.get("safety_identifier")
+    if dialect is Dialect.OPENAI and isinstance(sid, str) and len(sid) > SAFETY_IDENTIFIER_MAX:
+        body["safety_identifier"] = openai_safety_identifier(sid)
+    if not request.capable("reasoning"):
+        # As on the canonical path (openai_effort): OpenAI refuses it for these models.
+        body.pop("reasoning_effort", None)
     if dialect is not Dialect.OPENAI:
         if "max_completion_tokens" in body:
             # It wins over `max_tokens`, as at OpenAI and in admission's reserve.
             body["max_tokens"] = body.pop("max_completion_tokens")
-        for k in ("safety_identifier", "user", "metadata", "store", "service_tier", "reasoning_effort"):
+        for k in OPENAI_ONLY_FIELDS:
             body.pop(k, None)
         msgs = body["messages"]
         if any(m.get("role") == "developer" for m in msgs):

@@ -80,6 +80,8 @@ from crossmodel_protocols.openai_chat import (
     error_kind_for_status,
     logprobs_from_openai,
     logprobs_to_openai,
+    openai_effort,
+    openai_safety_identifier,
     parse_chat_completion,
     parse_retry_after,
 )
@@ -234,6 +236,7 @@ def _file(p: dict[str, Any], pp: str) -> FilePart:
         file_id=file_id,
         media_type=media,
         filename=v.opt_str(p, "filename", f"{pp}.filename"),
+        param=f"{pp}.file_id" if file_id is not None else f"{pp}.file_url" if url is not None else "",
     )
 
 
@@ -1217,6 +1220,9 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         items = body.get("input")
         if isinstance(items, list) and any(_carries_another_vendors_state(i) for i in items):
             body["input"] = [i for i in items if not _carries_another_vendors_state(i)]
+        sid = body.get("safety_identifier")
+        if isinstance(sid, str):
+            body["safety_identifier"] = openai_safety_identifier(sid)
         return body
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_RESPONSES)
     v.refuse_choices(request)
@@ -1247,14 +1253,9 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         if rf.type == "json_schema" and rf.strict is None:
             fmt["format"].pop("strict", None)
         body["text"] = fmt
-    if request.reasoning is not None:
+    if request.reasoning is not None and request.capable("reasoning"):
         r = request.reasoning
-        effort = r.effort
-        if effort is None and r.budget_tokens is not None:
-            b = r.budget_tokens
-            effort = "low" if b < 4096 else "medium" if b < 16384 else "high"
-        if not r.enabled:
-            effort = "minimal"
+        effort = openai_effort(request)
         reasoning: dict[str, Any] = {}
         if effort:
             reasoning["effort"] = effort
@@ -1267,7 +1268,7 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         if request.top_logprobs is not None:
             body["top_logprobs"] = request.top_logprobs
     if request.end_user:
-        body["safety_identifier"] = request.end_user
+        body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata:
         body["metadata"] = request.metadata
     return body

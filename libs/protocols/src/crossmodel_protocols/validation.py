@@ -151,6 +151,32 @@ def refuse_choices(request: Request) -> None:
         )
 
 
+def refuse_stop_over(request: Request, limit: int) -> None:
+    """More stop sequences than the vendor takes (OpenAI 4, Gemini 5, ...): the ones left out
+    would not stop the answer, which would read as if they had been honoured."""
+    if len(request.stop) > limit:
+        param = "stop_sequences" if request.ingress is Protocol.ANTHROPIC_MESSAGES else "stop"
+        raise InvalidRequest(
+            f"Invalid '{param}': array too long. This model takes at most {limit} stop sequences, "
+            f"but got {len(request.stop)}.",
+            param=param,
+            code="array_above_max_length",
+        )
+
+
+def unsupported_file(param: str, what: str) -> InvalidRequest:
+    """A file this vendor cannot be given (a URL the chat protocol has no field for, another
+    vendor's file id): sent anyway it would arrive empty or name nothing, and the model would
+    answer without the document."""
+    param = param or "file"
+    return InvalidRequest(
+        f"Invalid value for '{param}': {what} is not supported with this model; "
+        "send the file's content as base64 data.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
     """A vendor's own tool (OpenAI's hosted `web_search`, Anthropic's server `web_search_…`, …)
     asked of a model of another vendor, which has no such tool. Dropping it would answer without

@@ -13,6 +13,10 @@ wire format.
   API never shows reasoning. Either way its words are `completion_tokens_details.reasoning_tokens`,
   included in `completion_tokens` with the tool calls' name and argument words
   (`crossmodel_simulator.responses.reply_for_chat_view` predicts it all).
+- `/openai/v1` refuses, with OpenAI's 400, what OpenAI refuses and a gateway could send by
+  mistake (`crossmodel_simulator.openai_rules`): reasoning settings for a model without
+  reasoning, an effort an o-series model lacks, a `safety_identifier` over 64 characters, and
+  anything but text in a `tool` message.
 - `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
 - `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
   (`crossmodel_simulator.gemini`; also under `/gemini/v1/`).
@@ -40,7 +44,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from crossmodel_simulator import anthropic, gemini, responses
+from crossmodel_simulator import anthropic, gemini, openai_rules, responses
 from crossmodel_simulator.responses import ARGUMENT_PIECE, Reply, reply_for_chat_view
 from crossmodel_simulator.script import Expected, expected_completion, last_user_text, openai_logprobs
 
@@ -75,11 +79,17 @@ def fingerprint(model: str) -> str:
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> web.Response:
-    etype, code = _STATUS_TYPES.get(
+    etype, default_code = _STATUS_TYPES.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None)
     )
+    code = code or default_code
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
@@ -137,6 +147,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return parsed
     body = parsed
     request.app[STATS]["requests"] += 1
+    if vendor == "openai":
+        refusal = openai_rules.chat_refusal(body)
+        if refusal is not None:
+            return error_response(400, refusal[0], param=refusal[1], code=refusal[2])
     exp = expected_completion(body)
     script = exp.script
     if script.delay_ms:

@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from crossmodel_simulator import openai_rules
 from crossmodel_simulator.script import (
     Script,
     count_tokens,
@@ -213,11 +214,12 @@ def call_id() -> str:
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, retry_after_ms: int = 0
+    status: int, message: str, *, param: str | None = None, retry_after_ms: int = 0, code: str | None = None
 ) -> web.Response:
-    etype, code = _STATUS_TYPES.get(
+    etype, default_code = _STATUS_TYPES.get(
         status, ("server_error" if status >= 500 else "invalid_request_error", None)
     )
+    code = code or default_code
     headers: dict[str, str] = {}
     if status in (429, 503):
         headers["retry-after"] = str(max(1, math.ceil(retry_after_ms / 1000)))
@@ -487,6 +489,10 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         return error_response(400, "Missing required parameter: 'model'.", param="model")
     if not isinstance(body.get("input"), str | list):
         return error_response(400, "Missing required parameter: 'input'.", param="input")
+    refusal = openai_rules.responses_refusal(body)
+    if refusal is not None:
+        message, param, code = refusal
+        return error_response(400, message, param=param, code=code)
     reply = expected_response(body)
     script = reply.script
     if script.delay_ms:

@@ -195,6 +195,9 @@ class Router:
                 code="invalid_value",
             )
             return
+        # What the model can do decides what the codecs send (e.g. no reasoning effort to a
+        # model without reasoning, which its vendor would refuse).
+        req.capabilities = frozenset(entry.capabilities)
         ingress = self._ingress[call.protocol]
         budget = self._policy.total_timeout_seconds
         if call.time_remaining is not None:
