@@ -179,6 +179,20 @@ async def test_responses_validation_error_names_the_field(
     assert err.param == "input[0].type"
 
 
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "deepseek/deepseek-v4-pro"])
+async def test_an_output_limit_above_the_model_names_max_output_tokens(
+    start_router: RouterFactory, catalog: Catalog, model: str
+) -> None:
+    """A Responses client never sends `max_tokens`: the refusal names the field it did send."""
+    stub = await start_router(catalog)
+    res = await route(stub, RESPONSES, {"model": model, "input": "x", "max_output_tokens": 10_000_000})
+    assert res["chunks"] == []
+    err = res["errors"][-1]
+    assert err.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+    assert (err.param, err.code) == ("max_output_tokens", "invalid_value")
+    assert err.message.startswith("max_output_tokens is too large: 10000000.")
+
+
 async def test_a_request_gemini_cannot_express_is_a_400_not_a_crash(
     start_router: RouterFactory, catalog: Catalog
 ) -> None:

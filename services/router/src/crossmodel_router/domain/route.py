@@ -186,11 +186,12 @@ class Router:
             )
             return
         if req.max_tokens is not None and req.max_tokens > entry.max_output_tokens:
+            param = _max_tokens_param(req)
             yield Failure(
                 ErrorKind.INVALID_REQUEST,
-                f"max_tokens is too large: {req.max_tokens}. This model supports at most "
-                f"{entry.max_output_tokens} completion tokens.",
-                param="max_tokens",
+                f"{param} is too large: {req.max_tokens}. This model supports at most "
+                f"{entry.max_output_tokens} output tokens, whereas you provided {req.max_tokens}.",
+                param=param,
                 code="invalid_value",
             )
             return
@@ -502,6 +503,19 @@ class Router:
         )
         if failure is not None:
             yield failure
+
+
+def _max_tokens_param(req: Request) -> str:
+    """The field that carried the output limit, as the client spelled it."""
+    if req.ingress is Protocol.OPENAI_RESPONSES:
+        return "max_output_tokens"
+    if (
+        req.ingress is Protocol.OPENAI_CHAT
+        and req.raw is not None
+        and req.raw.get("max_completion_tokens") is not None
+    ):
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 def _without_max_tokens(body: bytes) -> bytes:
