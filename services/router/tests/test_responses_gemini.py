@@ -211,3 +211,28 @@ async def test_a_request_gemini_cannot_express_is_a_400_not_a_crash(
     assert out["chunks"] == []
     assert [e.kind for e in out["errors"]] == [router_pb2.ERROR_KIND_INVALID_REQUEST]
     assert "call_unknown" in out["errors"][0].message
+
+
+@pytest.mark.parametrize("model", ["deepseek/deepseek-v4-pro", "google/gemini-2.5-flash"])
+async def test_an_answer_without_usage_shows_and_bills_the_estimate(
+    start_router: RouterFactory, catalog: Catalog, model: str
+) -> None:
+    """No usage from the vendor: the non-stream answer shows the estimate that is billed, as a
+    stream does, never zeros."""
+    stub = await start_router(catalog)
+    text = "hello there friend [sim:no_usage] [sim:tool=get_weather]"
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    streamed: dict[str, Any] = {}
+    for stream in (False, True):
+        res = await route(stub, RESPONSES, {"model": model, "input": text, "tools": tools, "stream": stream})
+        assert res["errors"] == []
+        usage = res["usage"][-1]
+        assert usage.usage_estimated
+        assert usage.input_tokens > 0
+        assert usage.output_tokens > 0
+        assert usage.cost_micros > 0
+        answer = events(res["chunks"])[-1]["response"] if stream else orjson.loads(b"".join(res["chunks"]))
+        shown = answer["usage"]
+        assert (shown["input_tokens"], shown["output_tokens"]) == (usage.input_tokens, usage.output_tokens)
+        streamed[str(stream)] = shown
+    assert streamed["False"] == streamed["True"]

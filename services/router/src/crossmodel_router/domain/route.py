@@ -24,15 +24,19 @@ from crossmodel_protocols.canonical import (
     BlockStart,
     ErrorKind,
     FinishReason,
+    Part,
     Protocol,
     ProtocolError,
     ReasoningDelta,
+    ReasoningPart,
     RefusalDelta,
+    RefusalPart,
     Request,
     StreamError,
     StreamEvent,
     StreamFinish,
     TextDelta,
+    TextPart,
     ToolArgumentsDelta,
     ToolCallPart,
     Usage,
@@ -385,11 +389,16 @@ class Router:
     ) -> AsyncIterator[Frame]:
         upstream_id = self._upstream_id(resp)
         latency = self._clock() - t0
+        estimated = False
         try:
             if fast:
                 out, parsed = passthrough_response(data, req)
             else:
                 parsed = codec.parse_response(data)
+                if parsed.usage is None:
+                    # As in a stream: the client sees the estimate that is billed, not zeros.
+                    parsed.usage = self._estimate(req, _output_chars(parsed.content))
+                    estimated = True
                 out = ingress.render_response(parsed, req)
         except Exception as e:
             # A codec reports what it recognises as malformed with ProtocolError; anything else
@@ -407,18 +416,17 @@ class Router:
             return
         yield Head(200, CONTENT_TYPE_JSON)
         yield out
-        chars = sum(len(getattr(p, "text", "")) + len(getattr(p, "arguments", "")) for p in parsed.content)
         finish = parsed.finish_reason.value if parsed.finish_reason else ""
         yield self._report(
             req,
             entry,
             dep,
             parsed.usage,
-            self._estimate(req, chars),
+            self._estimate(req, _output_chars(parsed.content)),
             latency,
             0.0,
             finish,
-            False,
+            estimated,
             upstream_id,
         )
 
@@ -503,6 +511,17 @@ class Router:
         )
         if failure is not None:
             yield failure
+
+
+def _output_chars(content: list[Part]) -> int:
+    """The characters an answer generated, counted as a stream counts them."""
+    chars = 0
+    for p in content:
+        if isinstance(p, TextPart | ReasoningPart | RefusalPart):
+            chars += len(p.text)
+        elif isinstance(p, ToolCallPart):
+            chars += len(p.name) + len(p.arguments)
+    return chars
 
 
 def _max_tokens_param(req: Request) -> str:
