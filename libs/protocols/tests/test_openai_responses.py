@@ -212,6 +212,46 @@ def test_string_input_is_one_user_message() -> None:
             "missing_required_parameter",
         ),
         ({"model": "m", "input": "x", "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+        ({"model": "m", "input": "x", "include": ["bogus"]}, "include[0]", "invalid_value"),
+        ({"model": "m", "input": "x", "truncation": "bogus"}, "truncation", "invalid_value"),
+        ({"model": "m", "input": "x", "max_tool_calls": -1}, "max_tool_calls", "invalid_value"),
+        ({"model": "m", "input": "x", "max_tool_calls": 0}, "max_tool_calls", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "metadata": {f"k{i}": "v" for i in range(17)}},
+            "metadata",
+            "invalid_value",
+        ),
+        ({"model": "m", "input": "x", "metadata": {"k" * 65: "v"}}, "metadata", "invalid_value"),
+        ({"model": "m", "input": "x", "metadata": {"k": "v" * 513}}, "metadata.k", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "x"}},
+            "tool_choice.name",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "function", "name": "a"}],
+                "tool_choice": {"type": "function", "name": "x"},
+            },
+            "tool_choice.name",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "function", "name": "a"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "x"}],
+                },
+            },
+            "tool_choice.tools[0].name",
+            "invalid_value",
+        ),
         (
             {"model": "m", "input": "x", "text": {"format": {"type": "xml"}}},
             "text.format.type",
@@ -242,6 +282,23 @@ def test_invalid_requests_name_the_field(body: dict[str, Any], param: str, code:
     assert err.value.code == code
     assert err.value.kind is ErrorKind.INVALID_REQUEST
     assert f"'{param}'" in err.value.message
+
+
+def test_the_spec_limits_are_accepted_up_to_their_bounds() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "input": "x",
+            "include": ["message.input_image.image_url", "web_search_call.action.sources"],
+            "truncation": "disabled",
+            "max_tool_calls": 1,
+            "metadata": {f"{i:064d}": "v" * 512 for i in range(16)},
+            "tools": [{"type": "function", "name": "a"}],
+            "tool_choice": {"type": "function", "name": "a"},
+        }
+    )
+    assert len(req.metadata) == 16
+    assert req.extra["truncation"] == "disabled"
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b""])

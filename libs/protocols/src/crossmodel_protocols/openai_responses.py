@@ -152,6 +152,20 @@ _MAPPED = frozenset(
     }
 )
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# `IncludeEnum` of OpenAI's published spec.
+_INCLUDES = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    LOGPROBS_INCLUDE,
+)
+_TRUNCATIONS = ("auto", "disabled")
+# The spec's `Metadata`: 16 pairs, keys up to 64 characters, values up to 512.
+_METADATA_PAIRS, _METADATA_KEY, _METADATA_VALUE = 16, 64, 512
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 # https://platform.openai.com/docs/api-reference/responses/create#responses-create-max_output_tokens
@@ -476,6 +490,54 @@ def _parse_reasoning(body: dict[str, Any], include: list[str]) -> ReasoningConfi
     )
 
 
+def _parse_metadata(body: dict[str, Any]) -> dict[str, str]:
+    metadata = v.str_map(body, "metadata", "metadata")
+    if len(metadata) > _METADATA_PAIRS:
+        raise v.invalid_value(
+            "metadata",
+            "",
+            why=f"too many keys. Expected at most {_METADATA_PAIRS} keys, but got {len(metadata)} instead.",
+        )
+    for key, value in metadata.items():
+        if len(key) > _METADATA_KEY:
+            raise v.invalid_value(
+                "metadata",
+                "",
+                why=f"key too long. Expected keys with maximum length {_METADATA_KEY}, "
+                f"but got a key with length {len(key)} instead.",
+            )
+        if len(value) > _METADATA_VALUE:
+            raise v.invalid_value(
+                f"metadata.{key}",
+                "",
+                why=f"string too long. Expected a string with maximum length {_METADATA_VALUE}, "
+                f"but got a string with length {len(value)} instead.",
+            )
+    return metadata
+
+
+def _check_forced_tools(tools: list[Tool], raw: Any) -> None:
+    """A function the client forces or allows must be one of its `tools`: OpenAI refuses it
+    otherwise, and a vendor the request is translated for would be sent a call it cannot make."""
+    if not isinstance(raw, dict):
+        return
+    functions = {t.name for t in tools if t.kind == "function"}
+    if raw.get("type") == "function" and raw.get("name") not in functions:
+        raise v.invalid_value(
+            "tool_choice.name",
+            raw.get("name"),
+            why=f"no function named '{raw.get('name')}' in 'tools'.",
+        )
+    if raw.get("type") == "allowed_tools":
+        for i, t in enumerate(raw.get("tools") or ()):
+            if isinstance(t, dict) and t.get("type") == "function" and t.get("name") not in functions:
+                raise v.invalid_value(
+                    f"tool_choice.tools[{i}].name",
+                    t.get("name"),
+                    why=f"no function named '{t.get('name')}' in 'tools'.",
+                )
+
+
 def parse_responses_request(data: dict[str, Any]) -> Request:
     """An already-decoded CreateResponse body -> canonical."""
     for key in data:
@@ -493,7 +555,14 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
     for i, inc in enumerate(include_raw):
         if not isinstance(inc, str):
             raise v.wrong_type(f"include[{i}]", "a string", inc)
+        if inc not in _INCLUDES:
+            raise v.invalid_value(f"include[{i}]", inc, _INCLUDES)
         include.append(inc)
+    truncation = v.opt_str(data, "truncation", "truncation")
+    if truncation is not None and truncation not in _TRUNCATIONS:
+        raise v.invalid_value("truncation", truncation, _TRUNCATIONS)
+    # The spec gives no bound; OpenAI refuses anything below 1.
+    v.opt_int(data, "max_tool_calls", "max_tool_calls", minimum=1)
     stream = bool(v.opt_bool(data, "stream", "stream"))
     if v.opt_object(data, "stream_options", "stream_options") is not None and not stream:
         raise InvalidRequest(
@@ -505,6 +574,9 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         v.opt_str(data, "safety_identifier", "safety_identifier") or v.opt_str(data, "user", "user") or ""
     )
     top_logprobs = v.opt_int(data, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
+    tools = _parse_tools(data)
+    tool_choice = _parse_tool_choice(data)
+    _check_forced_tools(tools, data.get("tool_choice"))
     return Request(
         model=model,
         messages=messages,
@@ -513,15 +585,15 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         max_tokens=v.opt_int(data, "max_output_tokens", "max_output_tokens", minimum=MIN_OUTPUT_TOKENS),
         temperature=v.opt_number(data, "temperature", "temperature", minimum=0, maximum=2),
         top_p=v.opt_number(data, "top_p", "top_p", minimum=0, maximum=1),
-        tools=_parse_tools(data),
-        tool_choice=_parse_tool_choice(data),
+        tools=tools,
+        tool_choice=tool_choice,
         response_format=_parse_text(data),
         reasoning=_parse_reasoning(data, include),
         # OpenAI returns them when `include` asks; a count of alternatives asks as well.
         logprobs=LOGPROBS_INCLUDE in include or bool(top_logprobs),
         top_logprobs=top_logprobs,
         end_user=end_user,
-        metadata=v.str_map(data, "metadata", "metadata"),
+        metadata=_parse_metadata(data),
         # Responses always reports usage in its final event.
         include_usage=True,
         previous_response_id=v.opt_str(data, "previous_response_id", "previous_response_id"),
