@@ -437,6 +437,44 @@ def test_parse_upstream_non_stream_response() -> None:
     assert resp.usage == Usage(75, 82, 64, 0, 64)
 
 
+def test_openai_item_ids_and_store_reach_the_client_non_stream_and_streamed() -> None:
+    """The ids OpenAI issued (message, reasoning, call, response) are the ids the client gets,
+    so output passed back or referenced names items OpenAI knows; `store` is OpenAI's answer."""
+    upstream = orjson.loads(golden("openai_upstream_response.json"))
+    ids = [o["id"] for o in upstream["output"]]
+    req = _client_request(stream=False)
+    for stored in (True, False):
+        data = orjson.dumps({**upstream, "store": stored})
+        out = orjson.loads(ResponsesIngress().render_response(ResponsesProvider().parse_response(data), req))
+        assert [o["id"] for o in out["output"]] == ids
+        assert out["store"] is stored
+    wire = golden("openai_upstream_reasoning_tools.sse").replace(b'"store":false', b'"store":true')
+    payloads = sse_payloads(render_all(_client_request(stream=True), feed_in_pieces(wire, 64)))
+    msg_id = "msg_68a1f0c4b2c98190b1c2d3e4f5a6b7c80d9e0f1a2b3c4d5e"
+    message_events = [p for p in payloads if p.get("item_id", "").startswith("msg_")]
+    assert message_events
+    assert {p["item_id"] for p in message_events} == {msg_id}
+    items = [p["item"]["id"] for p in payloads if p["type"].startswith("response.output_item.")]
+    assert msg_id in items
+    assert [o["id"] for o in payloads[-1]["response"]["output"]][1] == msg_id
+    assert {p["response"]["store"] for p in payloads if "response" in p} == {True}
+
+
+def test_another_vendors_answer_echoes_store_false() -> None:
+    """Only OpenAI stores responses: from any other vendor `store` reads false, whatever the
+    client asked, and message ids are derived."""
+    req = parse({"model": "m", "input": "x", "store": True})
+    resp = Response(
+        id="chatcmpl-1", model="m", content=[TextPart("hi")], finish_reason=FinishReason.END_TURN, usage=None
+    )
+    out = orjson.loads(ResponsesIngress().render_response(resp, req))
+    assert out["store"] is False
+    assert out["output"][0]["id"].startswith("msg_")
+    renderer = ResponsesIngress().stream_renderer(req)
+    wire = renderer.render(StreamStart(id="chatcmpl-1", model="m")) + renderer.close()
+    assert {p["response"]["store"] for p in sse_payloads(wire) if "response" in p} == {False}
+
+
 def test_upstream_incomplete_and_failed() -> None:
     inc = {
         "object": "response",

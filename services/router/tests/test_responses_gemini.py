@@ -78,6 +78,8 @@ async def test_responses_client_reaches_openai_natively(
     assert final["id"].startswith("resp_")
     assert [o["type"] for o in final["output"]] == ["message", "function_call"]
     assert final["model"] == "openai/gpt-4o-mini"
+    # No `store` from the client: OpenAI's default applies (it stored the response) and says so.
+    assert final["store"] is True
     exp = expected_response({**body, "model": "gpt-4o-mini"})
     u = res["usage"][-1]
     assert (u.provider, u.upstream_model) == ("openai", "gpt-4o-mini")

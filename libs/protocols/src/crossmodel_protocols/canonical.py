@@ -120,6 +120,7 @@ class TextPart:
     annotations: list[dict[str, Any]] | None = None
     # The tokens of `text` with their log probabilities, when the request asked for them.
     logprobs: list[TokenLogprob] | None = None
+    item_id: str | None = None  # Responses message item id (`msg_…`) from the upstream
     type: Literal["text"] = "text"
 
 
@@ -195,6 +196,7 @@ class RefusalPart:
     """OpenAI `refusal`: the model declined; rendered as text where a protocol has no refusal."""
 
     text: str
+    item_id: str | None = None  # Responses message item id (`msg_…`) from the upstream
     type: Literal["refusal"] = "refusal"
 
 
@@ -373,6 +375,7 @@ class Response:
     system_fingerprint: str | None = None
     upstream_request_id: str | None = None
     service_tier: str | None = None
+    store: bool | None = None  # Responses upstream: whether the vendor stored the response
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,6 +390,7 @@ class StreamStart:
     usage: Usage | None = None  # Anthropic message_start carries input usage up front
     system_fingerprint: str | None = None
     upstream_request_id: str | None = None
+    store: bool | None = None  # Responses upstream: whether the vendor stores the response
     kind: Literal["start"] = "start"
 
 

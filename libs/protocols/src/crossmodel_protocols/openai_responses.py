@@ -655,8 +655,11 @@ def _text_config(rf: ResponseFormat | None) -> dict[str, Any]:
     return {"format": fmt}
 
 
-def response_shell(request: Request, response_id: str, created_at: int, status: str) -> dict[str, Any]:
-    """The Response object's fields that echo the request, in OpenAI's key order."""
+def response_shell(
+    request: Request, response_id: str, created_at: int, status: str, store: bool | None = None
+) -> dict[str, Any]:
+    """The Response object's fields that echo the request, in OpenAI's key order. `store` is
+    what the upstream said it does with the response (only OpenAI stores any: None elsewhere)."""
     instructions = next((s.text for s in request.system if s.role == "developer"), None)
     raw = request.raw if request.ingress is Protocol.OPENAI_RESPONSES and request.raw is not None else {}
     if raw:
@@ -685,7 +688,7 @@ def response_shell(request: Request, response_id: str, created_at: int, status: 
         },
         "safety_identifier": raw.get("safety_identifier"),
         "service_tier": "default",
-        "store": request.store if request.store is not None else False,
+        "store": bool(store),
         "temperature": request.temperature if request.temperature is not None else 1.0,
         "text": _text_config(request.response_format),
         "tool_choice": _tool_choice_to_responses(request.tool_choice),
@@ -739,9 +742,12 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
     message: dict[str, Any] | None = None
     for p in resp.content:
         if isinstance(p, TextPart | RefusalPart):
+            if message is not None and p.item_id and p.item_id != message["id"]:
+                message = None  # another upstream message item
             if message is None:
                 message = {
-                    "id": _item_id("msg_", response_id, len(out)),
+                    # The upstream's own id (OpenAI's `msg_…`) when there is one.
+                    "id": p.item_id or _item_id("msg_", response_id, len(out)),
                     "type": "message",
                     "status": item_status,
                     "content": [],
@@ -773,7 +779,7 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
 def render_responses_response(resp: Response, request: Request) -> dict[str, Any]:
     response_id = response_id_for(resp.id)
     status, incomplete = status_for(resp.finish_reason)
-    out = response_shell(request, response_id, resp.created, status)
+    out = response_shell(request, response_id, resp.created, status, resp.store)
     out["incomplete_details"] = incomplete
     out["output"] = render_output(resp, request, response_id, status)
     out["usage"] = usage_to_responses(resp.usage or Usage())
@@ -793,6 +799,7 @@ class ResponsesStreamRenderer:
         self._request = request
         self._id = response_id_for(fallback_id) if fallback_id else ""
         self._created = created
+        self._store: bool | None = None
         self._seq = 0
         self._started = False
         self._ended = False
@@ -817,7 +824,9 @@ class ResponsesStreamRenderer:
         return encode_event(name, orjson.dumps(payload))
 
     def _shell(self, status: str) -> dict[str, Any]:
-        return response_shell(self._request, self._id or derive_id("resp_", ""), self._created, status)
+        return response_shell(
+            self._request, self._id or derive_id("resp_", ""), self._created, status, self._store
+        )
 
     def _start(self) -> bytes:
         self._started = True
@@ -838,12 +847,13 @@ class ResponsesStreamRenderer:
         self._item, self._kind = item, kind
         return self._event("response.output_item.added", {"output_index": self._output_index, "item": item})
 
-    def _open_message(self) -> bytes:
-        if self._kind == "message":
+    def _open_message(self, item_id: str | None = None) -> bytes:
+        if self._kind == "message" and (not item_id or self._item is None or item_id == self._item["id"]):
             return b""
         out = self._close_item()
         item = {
-            "id": _item_id("msg_", self._id, self._output_index),
+            # The upstream's own id (OpenAI's `msg_…`) when there is one.
+            "id": item_id or _item_id("msg_", self._id, self._output_index),
             "type": "message",
             "status": "in_progress",
             "content": [],
@@ -928,6 +938,7 @@ class ResponsesStreamRenderer:
                 if event.id:
                     self._id = response_id_for(event.id)
                 self._created = event.created or self._created
+                self._store = event.store
                 if event.usage is not None:
                     self._usage = event.usage
                 return self._start()
@@ -964,7 +975,7 @@ class ResponsesStreamRenderer:
         part = event.part
         if isinstance(part, TextPart | RefusalPart):
             self._blocks[event.index] = "message"
-            out = self._open_message()
+            out = self._open_message(part.item_id)
             if isinstance(part, RefusalPart):
                 out += self._open_part({"type": "refusal", "refusal": ""})
                 return out + (self._text(event.index, part.text, "refusal") if part.text else b"")
@@ -1342,15 +1353,21 @@ def parse_output_items(output: Any) -> list[Part]:
             continue
         kind = item.get("type")
         if kind == "message":
+            item_id = item.get("id") if isinstance(item.get("id"), str) else None
             for c in item.get("content") or ():
                 if c.get("type") == "output_text":
                     ann = c.get("annotations")
                     lps = logprobs_from_openai(c.get("logprobs"))
                     parts.append(
-                        TextPart(c.get("text") or "", annotations=ann if ann else None, logprobs=lps or None)
+                        TextPart(
+                            c.get("text") or "",
+                            annotations=ann if ann else None,
+                            logprobs=lps or None,
+                            item_id=item_id,
+                        )
                     )
                 elif c.get("type") == "refusal":
-                    parts.append(RefusalPart(c.get("refusal") or ""))
+                    parts.append(RefusalPart(c.get("refusal") or "", item_id=item_id))
         elif kind == "function_call":
             parts.append(
                 ToolCallPart(
@@ -1390,6 +1407,7 @@ def parse_responses_response(data: dict[str, Any]) -> Response:
         usage=usage_from_responses(data.get("usage")),
         created=epoch_seconds(data.get("created_at")),
         service_tier=data.get("service_tier"),
+        store=data["store"] if isinstance(data.get("store"), bool) else None,
     )
 
 
@@ -1443,6 +1461,7 @@ class ResponsesStreamParser:
                     id=str(resp.get("id") or ""),
                     model=str(resp.get("model") or ""),
                     created=epoch_seconds(resp.get("created_at")),
+                    store=resp["store"] if isinstance(resp.get("store"), bool) else None,
                 )
             )
 
@@ -1486,10 +1505,11 @@ class ResponsesStreamParser:
                 )
         elif kind == "response.content_part.added":
             part = ev.get("part") or {}
+            item_id = ev.get("item_id") if isinstance(ev.get("item_id"), str) else None
             if part.get("type") == "refusal":
-                self._begin(RefusalPart(""), "refusal", out)
+                self._begin(RefusalPart("", item_id=item_id), "refusal", out)
             elif part.get("type") == "output_text":
-                self._begin(TextPart(""), "text", out)
+                self._begin(TextPart("", item_id=item_id), "text", out)
         elif kind == "response.output_text.delta":
             if self._open_kind == "text" and self._open is not None and ev.get("delta"):
                 lps = logprobs_from_openai(ev.get("logprobs"))
