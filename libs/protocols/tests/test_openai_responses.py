@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crossmodel_protocols.anthropic import AnthropicProvider
 from crossmodel_protocols.canonical import (
     BlockStart,
     ErrorKind,
@@ -33,7 +34,10 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
+from crossmodel_protocols.gemini import GeminiProvider
+from crossmodel_protocols.openai_chat import ChatProvider, Dialect
 from crossmodel_protocols.openai_responses import (
+    OpenAIProvider,
     ResponsesIngress,
     ResponsesProvider,
     ResponsesStreamParser,
@@ -741,3 +745,83 @@ def test_openai_provider_stream_parser_tells_the_two_streams_apart(size: int) ->
     assert isinstance(chat[0], StreamStart)
     assert chat[0].id.startswith("chatcmpl")
     assert any(isinstance(e, TextDelta) for e in chat)
+
+
+# ------------------------------------------------------------------------------ allowed_tools
+
+
+def _allowed_tools_request(mode: str, **kw: Any) -> Request:
+    fn = {"type": "object", "properties": {}}
+    return parse(
+        {
+            "model": "m",
+            "input": "x",
+            "tools": [
+                {"type": "function", "name": "a", "parameters": fn},
+                {"type": "function", "name": "b", "parameters": fn},
+            ],
+            "tool_choice": {
+                "type": "allowed_tools",
+                "mode": mode,
+                "tools": [{"type": "function", "name": "b"}],
+            },
+            **kw,
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "required"])
+def test_allowed_tools_keep_their_restriction_for_every_vendor(mode: str) -> None:
+    """The model must not be able to call a tool the client left out of `allowed_tools`."""
+    req = _allowed_tools_request(mode)
+    assert req.tool_choice is not None
+    assert (req.tool_choice.mode, req.tool_choice.allowed) == (mode, ["b"])
+    claude = orjson.loads(AnthropicProvider().build_request(req, "claude", "").body)
+    assert [t["name"] for t in claude["tools"]] == ["b"]
+    assert claude["tool_choice"] == {"type": "any" if mode == "required" else "auto"}
+    for dialect in (Dialect.DEEPSEEK, Dialect.COMPATIBLE):
+        chat = orjson.loads(ChatProvider(dialect).build_request(req, "m", "").body)
+        assert [t["function"]["name"] for t in chat["tools"]] == ["b"]
+        assert chat["tool_choice"] == mode
+    gemini = orjson.loads(GeminiProvider().build_request(req, "gemini-2.5-flash", "").body)
+    declared = [d["name"] for d in gemini["tools"][0]["functionDeclarations"]]
+    fcc = gemini["toolConfig"]["functionCallingConfig"]
+    if mode == "required":
+        # Gemini's own list, which goes with mode ANY: every tool stays declared.
+        assert declared == ["a", "b"]
+        assert fcc == {"mode": "ANY", "allowedFunctionNames": ["b"]}
+    else:
+        assert declared == ["b"]
+        assert fcc == {"mode": "AUTO"}
+    # OpenAI itself gets the client's body as it was.
+    native = orjson.loads(OpenAIProvider().build_request(req, "gpt-4.1", "").body)
+    assert req.raw is not None
+    assert native["tool_choice"] == req.raw["tool_choice"]
+    assert len(native["tools"]) == 2
+
+
+def test_the_response_echoes_the_tool_choice_the_client_sent() -> None:
+    req = _allowed_tools_request("required")
+    assert req.raw is not None
+    sent = req.raw["tool_choice"]
+    resp = Response(
+        id="x", model="m", content=[TextPart("hi")], finish_reason=FinishReason.END_TURN, usage=None
+    )
+    assert orjson.loads(ResponsesIngress().render_response(resp, req))["tool_choice"] == sent
+    renderer = ResponsesIngress().stream_renderer(req)
+    wire = renderer.render(StreamStart(id="x", model="m")) + renderer.close()
+    assert {orjson.dumps(p["response"]["tool_choice"]) for p in sse_payloads(wire) if "response" in p} == {
+        orjson.dumps(sent)
+    }
+    hosted = parse(
+        {"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}
+    )
+    assert orjson.loads(ResponsesIngress().render_response(resp, hosted))["tool_choice"] == {
+        "type": "web_search"
+    }
+    assert (
+        orjson.loads(ResponsesIngress().render_response(resp, parse({"model": "m", "input": "x"})))[
+            "tool_choice"
+        ]
+        == "auto"
+    )

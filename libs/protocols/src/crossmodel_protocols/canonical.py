@@ -246,12 +246,15 @@ class Tool:
 @dataclass(slots=True)
 class ToolChoice:
     """`auto`: model decides; `none`: no tool; `required`: some tool (Anthropic `any`);
-    `tool`: exactly `name`."""
+    `tool`: exactly `name`. `allowed` (Responses `allowed_tools`) limits `auto`/`required` to
+    the tools of those names (a function's name, a hosted tool's type); the others stay in
+    `tools` but the model may not call them."""
 
     mode: Literal["auto", "none", "required", "tool"] = "auto"
     name: str | None = None
     # Anthropic `disable_parallel_tool_use`; OpenAI `parallel_tool_calls=false` maps here too.
     disable_parallel: bool | None = None
+    allowed: list[str] | None = None
 
 
 @dataclass(slots=True)

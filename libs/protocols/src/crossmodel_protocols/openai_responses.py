@@ -443,7 +443,18 @@ def _parse_tool_choice(body: dict[str, Any]) -> ToolChoice | None:
         mode = v.req_str(tc, "mode", "tool_choice.mode")
         if mode not in ("auto", "required"):
             raise v.invalid_value("tool_choice.mode", mode, ["auto", "required"])
-        return ToolChoice(mode, disable_parallel=disable)  # type: ignore[arg-type]
+        listed = v.opt_list(tc, "tools", "tool_choice.tools")
+        if listed is None:
+            raise v.missing("tool_choice.tools")
+        allowed: list[str] = []
+        for i, t in enumerate(listed):
+            entry = v.as_object(t, f"tool_choice.tools[{i}]")
+            t_kind = v.req_str(entry, "type", f"tool_choice.tools[{i}].type")
+            # Function tools go by name; hosted tools by type, which is their canonical name.
+            allowed.append(
+                v.req_str(entry, "name", f"tool_choice.tools[{i}].name") if t_kind == "function" else t_kind
+            )
+        return ToolChoice(mode, allowed=allowed, disable_parallel=disable)  # type: ignore[arg-type]
     # A hosted tool forced by type: the nearest canonical meaning is "some tool".
     return ToolChoice("required", disable_parallel=disable)
 
@@ -691,7 +702,10 @@ def response_shell(
         "store": bool(store),
         "temperature": request.temperature if request.temperature is not None else 1.0,
         "text": _text_config(request.response_format),
-        "tool_choice": _tool_choice_to_responses(request.tool_choice),
+        # What the client sent (an `allowed_tools` or hosted tool choice as it was), else the mapping.
+        "tool_choice": raw["tool_choice"]
+        if raw.get("tool_choice") is not None
+        else _tool_choice_to_responses(request.tool_choice),
         "tools": tools,
         "top_logprobs": request.top_logprobs or 0,
         "top_p": request.top_p if request.top_p is not None else 1.0,
