@@ -1005,3 +1005,32 @@ async def test_usage_is_requested_upstream_whatever_the_client_asked(
         words(reply_to(f"hi {marker}")),
     )
     assert rows[0]["usage_estimated"] is False
+
+
+@pytest.mark.parametrize("vendor", ["google", "deepseek"])
+async def test_an_answer_without_vendor_usage_shows_and_bills_the_estimate(
+    harness: Harness, http: httpx.AsyncClient, vendor: str
+) -> None:
+    """No usage from the vendor, non-stream: the client reads the estimate the request log
+    records and billing charges, never zeros."""
+    body = {"model": VENDORS[vendor], "input": f"hello there {tag()} [sim:no_usage]"}
+    resp = await http.post("/v1/responses", json=body)
+    assert resp.status_code == 200, resp.text
+    shown = resp.json()["usage"]
+    assert shown["input_tokens"] > 0
+    assert shown["output_tokens"] > 0
+    rows = await eventually(
+        lambda: harness.fetch(
+            "usage",
+            "SELECT input_tokens, output_tokens, usage_estimated, cost_micros FROM request_log "
+            "WHERE request_id = $1",
+            resp.headers["x-request-id"],
+        ),
+        what="request log row",
+    )
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"]) == (
+        shown["input_tokens"],
+        shown["output_tokens"],
+    )
+    assert rows[0]["usage_estimated"] is True
+    assert rows[0]["cost_micros"] > 0

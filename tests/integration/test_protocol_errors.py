@@ -71,7 +71,7 @@ def _cases() -> list[Case]:
             Case("malformed JSON", p, lambda: b'{"model": "x", "messages": [', 400, IRE, IRE),
             Case("not an object", p, lambda: b"[1, 2]", 400, IRE, IRE),
             Case("model of the wrong type", p, b(model=42), 400, IRE, IRE, "model"),  # type: ignore[arg-type]
-            Case("stream of the wrong type", p, b(stream="yes"), 400, IRE, IRE, "stream"),
+            Case("stream of the wrong type", p, b(stream="yes"), 400, IRE, IRE, "stream", "invalid_type"),
             Case("upstream 429", p, b(rate), 429, "rate_limit_error", "rate_limit_error", retry_after="3"),
             Case(
                 "upstream 500",
@@ -115,6 +115,16 @@ def _cases() -> list[Case]:
             400,
             IRE,
             param="max_output_tokens",
+            code="invalid_type",
+        ),
+        Case(
+            "include value",
+            "responses",
+            resp(include=["bogus"]),
+            400,
+            IRE,
+            param="include[0]",
+            code="invalid_value",
         ),
         Case("unknown parameter", "responses", resp(frobnicate=True), 400, IRE, param="frobnicate"),
         Case(

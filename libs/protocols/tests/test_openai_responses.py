@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crossmodel_protocols.anthropic import AnthropicProvider
 from crossmodel_protocols.canonical import (
     BlockStart,
     ErrorKind,
@@ -33,7 +34,10 @@ from crossmodel_protocols.canonical import (
     Usage,
     UsageUpdate,
 )
+from crossmodel_protocols.gemini import GeminiProvider
+from crossmodel_protocols.openai_chat import ChatProvider, Dialect
 from crossmodel_protocols.openai_responses import (
+    OpenAIProvider,
     ResponsesIngress,
     ResponsesProvider,
     ResponsesStreamParser,
@@ -212,6 +216,46 @@ def test_string_input_is_one_user_message() -> None:
             "missing_required_parameter",
         ),
         ({"model": "m", "input": "x", "tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+        ({"model": "m", "input": "x", "include": ["bogus"]}, "include[0]", "invalid_value"),
+        ({"model": "m", "input": "x", "truncation": "bogus"}, "truncation", "invalid_value"),
+        ({"model": "m", "input": "x", "max_tool_calls": -1}, "max_tool_calls", "invalid_value"),
+        ({"model": "m", "input": "x", "max_tool_calls": 0}, "max_tool_calls", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "metadata": {f"k{i}": "v" for i in range(17)}},
+            "metadata",
+            "invalid_value",
+        ),
+        ({"model": "m", "input": "x", "metadata": {"k" * 65: "v"}}, "metadata", "invalid_value"),
+        ({"model": "m", "input": "x", "metadata": {"k": "v" * 513}}, "metadata.k", "invalid_value"),
+        (
+            {"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "x"}},
+            "tool_choice.name",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "function", "name": "a"}],
+                "tool_choice": {"type": "function", "name": "x"},
+            },
+            "tool_choice.name",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "function", "name": "a"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "x"}],
+                },
+            },
+            "tool_choice.tools[0].name",
+            "invalid_value",
+        ),
         (
             {"model": "m", "input": "x", "text": {"format": {"type": "xml"}}},
             "text.format.type",
@@ -242,6 +286,23 @@ def test_invalid_requests_name_the_field(body: dict[str, Any], param: str, code:
     assert err.value.code == code
     assert err.value.kind is ErrorKind.INVALID_REQUEST
     assert f"'{param}'" in err.value.message
+
+
+def test_the_spec_limits_are_accepted_up_to_their_bounds() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "input": "x",
+            "include": ["message.input_image.image_url", "web_search_call.action.sources"],
+            "truncation": "disabled",
+            "max_tool_calls": 1,
+            "metadata": {f"{i:064d}": "v" * 512 for i in range(16)},
+            "tools": [{"type": "function", "name": "a"}],
+            "tool_choice": {"type": "function", "name": "a"},
+        }
+    )
+    assert len(req.metadata) == 16
+    assert req.extra["truncation"] == "disabled"
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b""])
@@ -378,6 +439,44 @@ def test_parse_upstream_non_stream_response() -> None:
     assert [type(p).__name__ for p in resp.content] == ["ReasoningPart", "TextPart", "ToolCallPart"]
     assert resp.finish_reason is FinishReason.TOOL_USE
     assert resp.usage == Usage(75, 82, 64, 0, 64)
+
+
+def test_openai_item_ids_and_store_reach_the_client_non_stream_and_streamed() -> None:
+    """The ids OpenAI issued (message, reasoning, call, response) are the ids the client gets,
+    so output passed back or referenced names items OpenAI knows; `store` is OpenAI's answer."""
+    upstream = orjson.loads(golden("openai_upstream_response.json"))
+    ids = [o["id"] for o in upstream["output"]]
+    req = _client_request(stream=False)
+    for stored in (True, False):
+        data = orjson.dumps({**upstream, "store": stored})
+        out = orjson.loads(ResponsesIngress().render_response(ResponsesProvider().parse_response(data), req))
+        assert [o["id"] for o in out["output"]] == ids
+        assert out["store"] is stored
+    wire = golden("openai_upstream_reasoning_tools.sse").replace(b'"store":false', b'"store":true')
+    payloads = sse_payloads(render_all(_client_request(stream=True), feed_in_pieces(wire, 64)))
+    msg_id = "msg_68a1f0c4b2c98190b1c2d3e4f5a6b7c80d9e0f1a2b3c4d5e"
+    message_events = [p for p in payloads if p.get("item_id", "").startswith("msg_")]
+    assert message_events
+    assert {p["item_id"] for p in message_events} == {msg_id}
+    items = [p["item"]["id"] for p in payloads if p["type"].startswith("response.output_item.")]
+    assert msg_id in items
+    assert [o["id"] for o in payloads[-1]["response"]["output"]][1] == msg_id
+    assert {p["response"]["store"] for p in payloads if "response" in p} == {True}
+
+
+def test_another_vendors_answer_echoes_store_false() -> None:
+    """Only OpenAI stores responses: from any other vendor `store` reads false, whatever the
+    client asked, and message ids are derived."""
+    req = parse({"model": "m", "input": "x", "store": True})
+    resp = Response(
+        id="chatcmpl-1", model="m", content=[TextPart("hi")], finish_reason=FinishReason.END_TURN, usage=None
+    )
+    out = orjson.loads(ResponsesIngress().render_response(resp, req))
+    assert out["store"] is False
+    assert out["output"][0]["id"].startswith("msg_")
+    renderer = ResponsesIngress().stream_renderer(req)
+    wire = renderer.render(StreamStart(id="chatcmpl-1", model="m")) + renderer.close()
+    assert {p["response"]["store"] for p in sse_payloads(wire) if "response" in p} == {False}
 
 
 def test_upstream_incomplete_and_failed() -> None:
@@ -787,3 +886,83 @@ def test_gemini_signatures_reach_a_responses_client_when_included_and_go_back_to
     # Not asked: the bare signature has nothing to show, as before.
     plain = _streamed_output(GeminiProvider(), wire, model)
     assert [o["type"] for o in plain] == ["reasoning", "message", "function_call", "function_call"]
+
+
+# ------------------------------------------------------------------------------ allowed_tools
+
+
+def _allowed_tools_request(mode: str, **kw: Any) -> Request:
+    fn = {"type": "object", "properties": {}}
+    return parse(
+        {
+            "model": "m",
+            "input": "x",
+            "tools": [
+                {"type": "function", "name": "a", "parameters": fn},
+                {"type": "function", "name": "b", "parameters": fn},
+            ],
+            "tool_choice": {
+                "type": "allowed_tools",
+                "mode": mode,
+                "tools": [{"type": "function", "name": "b"}],
+            },
+            **kw,
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "required"])
+def test_allowed_tools_keep_their_restriction_for_every_vendor(mode: str) -> None:
+    """The model must not be able to call a tool the client left out of `allowed_tools`."""
+    req = _allowed_tools_request(mode)
+    assert req.tool_choice is not None
+    assert (req.tool_choice.mode, req.tool_choice.allowed) == (mode, ["b"])
+    claude = orjson.loads(AnthropicProvider().build_request(req, "claude", "").body)
+    assert [t["name"] for t in claude["tools"]] == ["b"]
+    assert claude["tool_choice"] == {"type": "any" if mode == "required" else "auto"}
+    for dialect in (Dialect.DEEPSEEK, Dialect.COMPATIBLE):
+        chat = orjson.loads(ChatProvider(dialect).build_request(req, "m", "").body)
+        assert [t["function"]["name"] for t in chat["tools"]] == ["b"]
+        assert chat["tool_choice"] == mode
+    gemini = orjson.loads(GeminiProvider().build_request(req, "gemini-2.5-flash", "").body)
+    declared = [d["name"] for d in gemini["tools"][0]["functionDeclarations"]]
+    fcc = gemini["toolConfig"]["functionCallingConfig"]
+    if mode == "required":
+        # Gemini's own list, which goes with mode ANY: every tool stays declared.
+        assert declared == ["a", "b"]
+        assert fcc == {"mode": "ANY", "allowedFunctionNames": ["b"]}
+    else:
+        assert declared == ["b"]
+        assert fcc == {"mode": "AUTO"}
+    # OpenAI itself gets the client's body as it was.
+    native = orjson.loads(OpenAIProvider().build_request(req, "gpt-4.1", "").body)
+    assert req.raw is not None
+    assert native["tool_choice"] == req.raw["tool_choice"]
+    assert len(native["tools"]) == 2
+
+
+def test_the_response_echoes_the_tool_choice_the_client_sent() -> None:
+    req = _allowed_tools_request("required")
+    assert req.raw is not None
+    sent = req.raw["tool_choice"]
+    resp = Response(
+        id="x", model="m", content=[TextPart("hi")], finish_reason=FinishReason.END_TURN, usage=None
+    )
+    assert orjson.loads(ResponsesIngress().render_response(resp, req))["tool_choice"] == sent
+    renderer = ResponsesIngress().stream_renderer(req)
+    wire = renderer.render(StreamStart(id="x", model="m")) + renderer.close()
+    assert {orjson.dumps(p["response"]["tool_choice"]) for p in sse_payloads(wire) if "response" in p} == {
+        orjson.dumps(sent)
+    }
+    hosted = parse(
+        {"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}
+    )
+    assert orjson.loads(ResponsesIngress().render_response(resp, hosted))["tool_choice"] == {
+        "type": "web_search"
+    }
+    assert (
+        orjson.loads(ResponsesIngress().render_response(resp, parse({"model": "m", "input": "x"})))[
+            "tool_choice"
+        ]
+        == "auto"
+    )

@@ -298,6 +298,17 @@ async def test_anthropic_client_invalid_body_names_the_field(
     assert res.errors[0].param == "max_tokens"
 
 
+async def test_anthropic_max_tokens_above_the_model_names_max_tokens(
+    start_router: RouterFactory, catalog: Catalog
+) -> None:
+    stub = await start_router(catalog)
+    body = {"model": CLAUDE, "max_tokens": 10_000_000, "messages": [{"role": "user", "content": "x"}]}
+    res = await route(stub, router_pb2.PROTOCOL_ANTHROPIC_MESSAGES, body)
+    assert res.order == ["error"]
+    assert res.errors[0].param == "max_tokens"
+    assert res.errors[0].message.startswith("max_tokens is too large: 10000000.")
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [

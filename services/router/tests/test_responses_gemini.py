@@ -78,6 +78,8 @@ async def test_responses_client_reaches_openai_natively(
     assert final["id"].startswith("resp_")
     assert [o["type"] for o in final["output"]] == ["message", "function_call"]
     assert final["model"] == "openai/gpt-4o-mini"
+    # No `store` from the client: OpenAI's default applies (it stored the response) and says so.
+    assert final["store"] is True
     exp = expected_response({**body, "model": "gpt-4o-mini"})
     u = res["usage"][-1]
     assert (u.provider, u.upstream_model) == ("openai", "gpt-4o-mini")
@@ -179,6 +181,20 @@ async def test_responses_validation_error_names_the_field(
     assert err.param == "input[0].type"
 
 
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "deepseek/deepseek-v4-pro"])
+async def test_an_output_limit_above_the_model_names_max_output_tokens(
+    start_router: RouterFactory, catalog: Catalog, model: str
+) -> None:
+    """A Responses client never sends `max_tokens`: the refusal names the field it did send."""
+    stub = await start_router(catalog)
+    res = await route(stub, RESPONSES, {"model": model, "input": "x", "max_output_tokens": 10_000_000})
+    assert res["chunks"] == []
+    err = res["errors"][-1]
+    assert err.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+    assert (err.param, err.code) == ("max_output_tokens", "invalid_value")
+    assert err.message.startswith("max_output_tokens is too large: 10000000.")
+
+
 async def test_a_request_gemini_cannot_express_is_a_400_not_a_crash(
     start_router: RouterFactory, catalog: Catalog
 ) -> None:
@@ -197,3 +213,28 @@ async def test_a_request_gemini_cannot_express_is_a_400_not_a_crash(
     assert out["chunks"] == []
     assert [e.kind for e in out["errors"]] == [router_pb2.ERROR_KIND_INVALID_REQUEST]
     assert "call_unknown" in out["errors"][0].message
+
+
+@pytest.mark.parametrize("model", ["deepseek/deepseek-v4-pro", "google/gemini-2.5-flash"])
+async def test_an_answer_without_usage_shows_and_bills_the_estimate(
+    start_router: RouterFactory, catalog: Catalog, model: str
+) -> None:
+    """No usage from the vendor: the non-stream answer shows the estimate that is billed, as a
+    stream does, never zeros."""
+    stub = await start_router(catalog)
+    text = "hello there friend [sim:no_usage] [sim:tool=get_weather]"
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+    streamed: dict[str, Any] = {}
+    for stream in (False, True):
+        res = await route(stub, RESPONSES, {"model": model, "input": text, "tools": tools, "stream": stream})
+        assert res["errors"] == []
+        usage = res["usage"][-1]
+        assert usage.usage_estimated
+        assert usage.input_tokens > 0
+        assert usage.output_tokens > 0
+        assert usage.cost_micros > 0
+        answer = events(res["chunks"])[-1]["response"] if stream else orjson.loads(b"".join(res["chunks"]))
+        shown = answer["usage"]
+        assert (shown["input_tokens"], shown["output_tokens"]) == (usage.input_tokens, usage.output_tokens)
+        streamed[str(stream)] = shown
+    assert streamed["False"] == streamed["True"]

@@ -354,6 +354,7 @@ async def test_unknown_model(start_router: RouterFactory, packaged_catalog: Cata
         (orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": 1}]}), "messages[0].content"),
         (orjson.dumps(chat("x", temperature=9)), "temperature"),
         (orjson.dumps(chat("x", max_tokens=10_000_000)), "max_tokens"),
+        (orjson.dumps(chat("x", max_completion_tokens=10_000_000)), "max_completion_tokens"),
     ],
 )
 async def test_invalid_body(

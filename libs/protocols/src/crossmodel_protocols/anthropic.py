@@ -68,7 +68,13 @@ from crossmodel_protocols.canonical import (
     carried_reasoning,
     carried_state,
 )
-from crossmodel_protocols.codec import UpstreamError, UpstreamRequest, reads_upstream, upstream_json_object
+from crossmodel_protocols.codec import (
+    UpstreamError,
+    UpstreamRequest,
+    only_allowed_tools,
+    reads_upstream,
+    upstream_json_object,
+)
 from crossmodel_protocols.estimate import estimate_input_tokens
 from crossmodel_protocols.sse import SSEDecoder, encode_event
 
@@ -1399,6 +1405,8 @@ class AnthropicProvider:
         return h
 
     def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
+        # Anthropic has no list of allowed tools: only those are sent.
+        request = only_allowed_tools(request)
         body = orjson.dumps(build_messages_body(request, upstream_model, self.default_max_tokens))
         return UpstreamRequest(
             "/v1/messages", body, self.headers(api_key, request.anthropic_beta), request.stream

@@ -120,6 +120,7 @@ class TextPart:
     annotations: list[dict[str, Any]] | None = None
     # The tokens of `text` with their log probabilities, when the request asked for them.
     logprobs: list[TokenLogprob] | None = None
+    item_id: str | None = None  # Responses message item id (`msg_…`) from the upstream
     type: Literal["text"] = "text"
 
 
@@ -237,6 +238,7 @@ class RefusalPart:
     """OpenAI `refusal`: the model declined; rendered as text where a protocol has no refusal."""
 
     text: str
+    item_id: str | None = None  # Responses message item id (`msg_…`) from the upstream
     type: Literal["refusal"] = "refusal"
 
 
@@ -286,12 +288,15 @@ class Tool:
 @dataclass(slots=True)
 class ToolChoice:
     """`auto`: model decides; `none`: no tool; `required`: some tool (Anthropic `any`);
-    `tool`: exactly `name`."""
+    `tool`: exactly `name`. `allowed` (Responses `allowed_tools`) limits `auto`/`required` to
+    the tools of those names (a function's name, a hosted tool's type); the others stay in
+    `tools` but the model may not call them."""
 
     mode: Literal["auto", "none", "required", "tool"] = "auto"
     name: str | None = None
     # Anthropic `disable_parallel_tool_use`; OpenAI `parallel_tool_calls=false` maps here too.
     disable_parallel: bool | None = None
+    allowed: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -421,6 +426,7 @@ class Response:
     system_fingerprint: str | None = None
     upstream_request_id: str | None = None
     service_tier: str | None = None
+    store: bool | None = None  # Responses upstream: whether the vendor stored the response
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,6 +441,7 @@ class StreamStart:
     usage: Usage | None = None  # Anthropic message_start carries input usage up front
     system_fingerprint: str | None = None
     upstream_request_id: str | None = None
+    store: bool | None = None  # Responses upstream: whether the vendor stores the response
     kind: Literal["start"] = "start"
 
 

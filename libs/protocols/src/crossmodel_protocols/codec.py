@@ -17,6 +17,7 @@ upstream or the caller), no service imports.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,6 +116,20 @@ class ProviderCodec(TypingProtocol):
     def stream_parser(self) -> StreamParser: ...
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError: ...
+
+
+def only_allowed_tools(request: Request) -> Request:
+    """For a vendor with no list of allowed tools of its own: the request with only the tools
+    `tool_choice.allowed` lets the model call, so it cannot call one the client excluded."""
+    tc = request.tool_choice
+    if tc is None or tc.allowed is None:
+        return request
+    allowed = set(tc.allowed)
+    return dataclasses.replace(
+        request,
+        tools=[t for t in request.tools if t.name in allowed],
+        tool_choice=dataclasses.replace(tc, allowed=None),
+    )
 
 
 def upstream_json_object(body: bytes) -> dict[str, Any]:

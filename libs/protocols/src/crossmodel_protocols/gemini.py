@@ -68,6 +68,7 @@ from crossmodel_protocols.codec import (
     json_array,
     json_object,
     json_text,
+    only_allowed_tools,
     reads_upstream,
     token_count,
     upstream_json_object,
@@ -301,6 +302,10 @@ def _thinking_config(r: ReasoningConfig, gemini3: bool) -> dict[str, Any]:
 def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, None)
     v.refuse_choices(request)
+    tc = request.tool_choice
+    if tc is not None and tc.allowed is not None and tc.mode != "required":
+        # `allowedFunctionNames` goes only with mode ANY: otherwise the others are not declared.
+        request = only_allowed_tools(request)
     body: dict[str, Any] = {"contents": build_contents(request, upstream_model)}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}
@@ -323,6 +328,8 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
         fcc: dict[str, Any] = {"mode": mode}
         if tc.mode == "tool" and tc.name:
             fcc["allowedFunctionNames"] = [tc.name]
+        elif tc.allowed is not None:
+            fcc["allowedFunctionNames"] = [d["name"] for d in decls if d["name"] in tc.allowed]
         body["toolConfig"] = {"functionCallingConfig": fcc}
     gen: dict[str, Any] = {}
     for key, value in (

@@ -65,6 +65,7 @@ from crossmodel_protocols.codec import (
     json_array,
     json_object,
     json_text,
+    only_allowed_tools,
     reads_upstream,
     token_count,
     upstream_json_object,
@@ -1240,6 +1241,8 @@ class ChatProvider:
         return h
 
     def build_request(self, request: Request, upstream_model: str, api_key: str) -> UpstreamRequest:
+        # Not every OpenAI-compatible vendor has chat's `allowed_tools`: only those are sent.
+        request = only_allowed_tools(request)
         body = orjson.dumps(build_chat_body(request, upstream_model, self.dialect))
         return UpstreamRequest("/chat/completions", body, self.headers(api_key), request.stream)
 

@@ -156,6 +156,20 @@ _MAPPED = frozenset(
     }
 )
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# `IncludeEnum` of OpenAI's published spec.
+_INCLUDES = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    LOGPROBS_INCLUDE,
+)
+_TRUNCATIONS = ("auto", "disabled")
+# The spec's `Metadata`: 16 pairs, keys up to 64 characters, values up to 512.
+_METADATA_PAIRS, _METADATA_KEY, _METADATA_VALUE = 16, 64, 512
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 # https://platform.openai.com/docs/api-reference/responses/create#responses-create-max_output_tokens
@@ -439,7 +453,18 @@ def _parse_tool_choice(body: dict[str, Any]) -> ToolChoice | None:
         mode = v.req_str(tc, "mode", "tool_choice.mode")
         if mode not in ("auto", "required"):
             raise v.invalid_value("tool_choice.mode", mode, ["auto", "required"])
-        return ToolChoice(mode, disable_parallel=disable)  # type: ignore[arg-type]
+        listed = v.opt_list(tc, "tools", "tool_choice.tools")
+        if listed is None:
+            raise v.missing("tool_choice.tools")
+        allowed: list[str] = []
+        for i, t in enumerate(listed):
+            entry = v.as_object(t, f"tool_choice.tools[{i}]")
+            t_kind = v.req_str(entry, "type", f"tool_choice.tools[{i}].type")
+            # Function tools go by name; hosted tools by type, which is their canonical name.
+            allowed.append(
+                v.req_str(entry, "name", f"tool_choice.tools[{i}].name") if t_kind == "function" else t_kind
+            )
+        return ToolChoice(mode, allowed=allowed, disable_parallel=disable)  # type: ignore[arg-type]
     # A hosted tool forced by type: the nearest canonical meaning is "some tool".
     return ToolChoice("required", disable_parallel=disable)
 
@@ -486,6 +511,54 @@ def _parse_reasoning(body: dict[str, Any], include: list[str]) -> ReasoningConfi
     )
 
 
+def _parse_metadata(body: dict[str, Any]) -> dict[str, str]:
+    metadata = v.str_map(body, "metadata", "metadata")
+    if len(metadata) > _METADATA_PAIRS:
+        raise v.invalid_value(
+            "metadata",
+            "",
+            why=f"too many keys. Expected at most {_METADATA_PAIRS} keys, but got {len(metadata)} instead.",
+        )
+    for key, value in metadata.items():
+        if len(key) > _METADATA_KEY:
+            raise v.invalid_value(
+                "metadata",
+                "",
+                why=f"key too long. Expected keys with maximum length {_METADATA_KEY}, "
+                f"but got a key with length {len(key)} instead.",
+            )
+        if len(value) > _METADATA_VALUE:
+            raise v.invalid_value(
+                f"metadata.{key}",
+                "",
+                why=f"string too long. Expected a string with maximum length {_METADATA_VALUE}, "
+                f"but got a string with length {len(value)} instead.",
+            )
+    return metadata
+
+
+def _check_forced_tools(tools: list[Tool], raw: Any) -> None:
+    """A function the client forces or allows must be one of its `tools`: OpenAI refuses it
+    otherwise, and a vendor the request is translated for would be sent a call it cannot make."""
+    if not isinstance(raw, dict):
+        return
+    functions = {t.name for t in tools if t.kind == "function"}
+    if raw.get("type") == "function" and raw.get("name") not in functions:
+        raise v.invalid_value(
+            "tool_choice.name",
+            raw.get("name"),
+            why=f"no function named '{raw.get('name')}' in 'tools'.",
+        )
+    if raw.get("type") == "allowed_tools":
+        for i, t in enumerate(raw.get("tools") or ()):
+            if isinstance(t, dict) and t.get("type") == "function" and t.get("name") not in functions:
+                raise v.invalid_value(
+                    f"tool_choice.tools[{i}].name",
+                    t.get("name"),
+                    why=f"no function named '{t.get('name')}' in 'tools'.",
+                )
+
+
 def parse_responses_request(data: dict[str, Any]) -> Request:
     """An already-decoded CreateResponse body -> canonical."""
     for key in data:
@@ -503,7 +576,14 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
     for i, inc in enumerate(include_raw):
         if not isinstance(inc, str):
             raise v.wrong_type(f"include[{i}]", "a string", inc)
+        if inc not in _INCLUDES:
+            raise v.invalid_value(f"include[{i}]", inc, _INCLUDES)
         include.append(inc)
+    truncation = v.opt_str(data, "truncation", "truncation")
+    if truncation is not None and truncation not in _TRUNCATIONS:
+        raise v.invalid_value("truncation", truncation, _TRUNCATIONS)
+    # The spec gives no bound; OpenAI refuses anything below 1.
+    v.opt_int(data, "max_tool_calls", "max_tool_calls", minimum=1)
     stream = bool(v.opt_bool(data, "stream", "stream"))
     if v.opt_object(data, "stream_options", "stream_options") is not None and not stream:
         raise InvalidRequest(
@@ -515,6 +595,9 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         v.opt_str(data, "safety_identifier", "safety_identifier") or v.opt_str(data, "user", "user") or ""
     )
     top_logprobs = v.opt_int(data, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
+    tools = _parse_tools(data)
+    tool_choice = _parse_tool_choice(data)
+    _check_forced_tools(tools, data.get("tool_choice"))
     return Request(
         model=model,
         messages=messages,
@@ -523,15 +606,15 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         max_tokens=v.opt_int(data, "max_output_tokens", "max_output_tokens", minimum=MIN_OUTPUT_TOKENS),
         temperature=v.opt_number(data, "temperature", "temperature", minimum=0, maximum=2),
         top_p=v.opt_number(data, "top_p", "top_p", minimum=0, maximum=1),
-        tools=_parse_tools(data),
-        tool_choice=_parse_tool_choice(data),
+        tools=tools,
+        tool_choice=tool_choice,
         response_format=_parse_text(data),
         reasoning=_parse_reasoning(data, include),
         # OpenAI returns them when `include` asks; a count of alternatives asks as well.
         logprobs=LOGPROBS_INCLUDE in include or bool(top_logprobs),
         top_logprobs=top_logprobs,
         end_user=end_user,
-        metadata=v.str_map(data, "metadata", "metadata"),
+        metadata=_parse_metadata(data),
         # Responses always reports usage in its final event.
         include_usage=True,
         previous_response_id=v.opt_str(data, "previous_response_id", "previous_response_id"),
@@ -593,8 +676,11 @@ def _text_config(rf: ResponseFormat | None) -> dict[str, Any]:
     return {"format": fmt}
 
 
-def response_shell(request: Request, response_id: str, created_at: int, status: str) -> dict[str, Any]:
-    """The Response object's fields that echo the request, in OpenAI's key order."""
+def response_shell(
+    request: Request, response_id: str, created_at: int, status: str, store: bool | None = None
+) -> dict[str, Any]:
+    """The Response object's fields that echo the request, in OpenAI's key order. `store` is
+    what the upstream said it does with the response (only OpenAI stores any: None elsewhere)."""
     instructions = next((s.text for s in request.system if s.role == "developer"), None)
     raw = request.raw if request.ingress is Protocol.OPENAI_RESPONSES and request.raw is not None else {}
     if raw:
@@ -623,10 +709,13 @@ def response_shell(request: Request, response_id: str, created_at: int, status: 
         },
         "safety_identifier": raw.get("safety_identifier"),
         "service_tier": "default",
-        "store": request.store if request.store is not None else False,
+        "store": bool(store),
         "temperature": request.temperature if request.temperature is not None else 1.0,
         "text": _text_config(request.response_format),
-        "tool_choice": _tool_choice_to_responses(request.tool_choice),
+        # What the client sent (an `allowed_tools` or hosted tool choice as it was), else the mapping.
+        "tool_choice": raw["tool_choice"]
+        if raw.get("tool_choice") is not None
+        else _tool_choice_to_responses(request.tool_choice),
         "tools": tools,
         "top_logprobs": request.top_logprobs or 0,
         "top_p": request.top_p if request.top_p is not None else 1.0,
@@ -682,9 +771,12 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
     message: dict[str, Any] | None = None
     for p in resp.content:
         if isinstance(p, TextPart | RefusalPart):
+            if message is not None and p.item_id and p.item_id != message["id"]:
+                message = None  # another upstream message item
             if message is None:
                 message = {
-                    "id": _item_id("msg_", response_id, len(out)),
+                    # The upstream's own id (OpenAI's `msg_…`) when there is one.
+                    "id": p.item_id or _item_id("msg_", response_id, len(out)),
                     "type": "message",
                     "status": item_status,
                     "content": [],
@@ -720,7 +812,7 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
 def render_responses_response(resp: Response, request: Request) -> dict[str, Any]:
     response_id = response_id_for(resp.id)
     status, incomplete = status_for(resp.finish_reason)
-    out = response_shell(request, response_id, resp.created, status)
+    out = response_shell(request, response_id, resp.created, status, resp.store)
     out["incomplete_details"] = incomplete
     out["output"] = render_output(resp, request, response_id, status)
     out["usage"] = usage_to_responses(resp.usage or Usage())
@@ -740,6 +832,7 @@ class ResponsesStreamRenderer:
         self._request = request
         self._id = response_id_for(fallback_id) if fallback_id else ""
         self._created = created
+        self._store: bool | None = None
         self._seq = 0
         self._started = False
         self._ended = False
@@ -764,7 +857,9 @@ class ResponsesStreamRenderer:
         return encode_event(name, orjson.dumps(payload))
 
     def _shell(self, status: str) -> dict[str, Any]:
-        return response_shell(self._request, self._id or derive_id("resp_", ""), self._created, status)
+        return response_shell(
+            self._request, self._id or derive_id("resp_", ""), self._created, status, self._store
+        )
 
     def _start(self) -> bytes:
         self._started = True
@@ -785,12 +880,13 @@ class ResponsesStreamRenderer:
         self._item, self._kind = item, kind
         return self._event("response.output_item.added", {"output_index": self._output_index, "item": item})
 
-    def _open_message(self) -> bytes:
-        if self._kind == "message":
+    def _open_message(self, item_id: str | None = None) -> bytes:
+        if self._kind == "message" and (not item_id or self._item is None or item_id == self._item["id"]):
             return b""
         out = self._close_item()
         item = {
-            "id": _item_id("msg_", self._id, self._output_index),
+            # The upstream's own id (OpenAI's `msg_…`) when there is one.
+            "id": item_id or _item_id("msg_", self._id, self._output_index),
             "type": "message",
             "status": "in_progress",
             "content": [],
@@ -875,6 +971,7 @@ class ResponsesStreamRenderer:
                 if event.id:
                     self._id = response_id_for(event.id)
                 self._created = event.created or self._created
+                self._store = event.store
                 if event.usage is not None:
                     self._usage = event.usage
                 return self._start()
@@ -911,7 +1008,7 @@ class ResponsesStreamRenderer:
         part = event.part
         if isinstance(part, TextPart | RefusalPart):
             self._blocks[event.index] = "message"
-            out = self._open_message()
+            out = self._open_message(part.item_id)
             if isinstance(part, RefusalPart):
                 out += self._open_part({"type": "refusal", "refusal": ""})
                 return out + (self._text(event.index, part.text, "refusal") if part.text else b"")
@@ -1310,15 +1407,21 @@ def parse_output_items(output: Any) -> list[Part]:
             continue
         kind = item.get("type")
         if kind == "message":
+            item_id = item.get("id") if isinstance(item.get("id"), str) else None
             for c in item.get("content") or ():
                 if c.get("type") == "output_text":
                     ann = c.get("annotations")
                     lps = logprobs_from_openai(c.get("logprobs"))
                     parts.append(
-                        TextPart(c.get("text") or "", annotations=ann if ann else None, logprobs=lps or None)
+                        TextPart(
+                            c.get("text") or "",
+                            annotations=ann if ann else None,
+                            logprobs=lps or None,
+                            item_id=item_id,
+                        )
                     )
                 elif c.get("type") == "refusal":
-                    parts.append(RefusalPart(c.get("refusal") or ""))
+                    parts.append(RefusalPart(c.get("refusal") or "", item_id=item_id))
         elif kind == "function_call":
             parts.append(
                 ToolCallPart(
@@ -1358,6 +1461,7 @@ def parse_responses_response(data: dict[str, Any]) -> Response:
         usage=usage_from_responses(data.get("usage")),
         created=epoch_seconds(data.get("created_at")),
         service_tier=data.get("service_tier"),
+        store=data["store"] if isinstance(data.get("store"), bool) else None,
     )
 
 
@@ -1411,6 +1515,7 @@ class ResponsesStreamParser:
                     id=str(resp.get("id") or ""),
                     model=str(resp.get("model") or ""),
                     created=epoch_seconds(resp.get("created_at")),
+                    store=resp["store"] if isinstance(resp.get("store"), bool) else None,
                 )
             )
 
@@ -1454,10 +1559,11 @@ class ResponsesStreamParser:
                 )
         elif kind == "response.content_part.added":
             part = ev.get("part") or {}
+            item_id = ev.get("item_id") if isinstance(ev.get("item_id"), str) else None
             if part.get("type") == "refusal":
-                self._begin(RefusalPart(""), "refusal", out)
+                self._begin(RefusalPart("", item_id=item_id), "refusal", out)
             elif part.get("type") == "output_text":
-                self._begin(TextPart(""), "text", out)
+                self._begin(TextPart("", item_id=item_id), "text", out)
         elif kind == "response.output_text.delta":
             if self._open_kind == "text" and self._open is not None and ev.get("delta"):
                 lps = logprobs_from_openai(ev.get("logprobs"))

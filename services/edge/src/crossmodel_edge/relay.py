@@ -258,7 +258,7 @@ class Relay:
             facts = read_facts(body, protocol)
             idem = idempotency.idempotency_of(scope["headers"], protocol, body)
         except BodyError as exc:
-            invalid = ApiError(ErrorType.INVALID_REQUEST, exc.message, exc.param)
+            invalid = ApiError(ErrorType.INVALID_REQUEST, exc.message, exc.param, exc.code)
             return await self._refuse_after_key_check(api_key, invalid, protocol, info)
         info.model = facts.model
         info.stream = facts.stream

@@ -55,3 +55,26 @@ def test_bad_bodies_name_the_field(body: bytes, param: str | None) -> None:
         read_facts(body, CHAT)
     assert err.value.param == param
     assert err.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "protocol", "param", "code"),
+    [
+        (b'{"model":"a/b","stream":"true"}', RESPONSES, "stream", "invalid_type"),
+        (b'{"model":"a/b","stream":1}', CHAT, "stream", "invalid_type"),
+        (b'{"model":"a/b","max_output_tokens":"9"}', RESPONSES, "max_output_tokens", "invalid_type"),
+        (b'{"model":"a/b","max_output_tokens":1.5}', RESPONSES, "max_output_tokens", "invalid_type"),
+        (b'{"model":"a/b","max_completion_tokens":true}', CHAT, "max_completion_tokens", "invalid_type"),
+        (b'{"model":"a/b","max_output_tokens":0}', RESPONSES, "max_output_tokens", "invalid_value"),
+        (b'{"model":"a/b","max_tokens":-1}', MESSAGES, "max_tokens", "invalid_value"),
+    ],
+)
+def test_type_and_value_errors_carry_the_routers_code(
+    body: bytes, protocol: Protocol, param: str, code: str
+) -> None:
+    """The same codes the router gives every other field's mistakes (OpenAI's)."""
+    with pytest.raises(BodyError) as err:
+        read_facts(body, protocol)
+    assert (err.value.param, err.value.code) == (param, code)
+    assert err.value.message.startswith("Invalid ")
+    assert f"'{param}'" in err.value.message

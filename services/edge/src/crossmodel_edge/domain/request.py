@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from crossmodel_protocols.canonical import Protocol
+from crossmodel_protocols import validation as v
+from crossmodel_protocols.canonical import InvalidRequest, Protocol
 
 # The fields that cap output tokens, per protocol, in order of precedence (OpenAI chat
 # deprecates max_tokens in favour of max_completion_tokens).
@@ -32,10 +33,16 @@ class RequestFacts:
 
 
 class BodyError(Exception):
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
+
+    @classmethod
+    def of(cls, err: InvalidRequest) -> BodyError:
+        """The router's own wording and code for the same mistake."""
+        return cls(err.message, err.param or None, err.code or None)
 
 
 def read_facts(body: bytes, protocol: Protocol) -> RequestFacts:
@@ -56,14 +63,22 @@ def read_facts(body: bytes, protocol: Protocol) -> RequestFacts:
     if stream is None:
         stream = False
     elif not isinstance(stream, bool):
-        raise BodyError("'stream' must be a boolean.", "stream")
+        raise BodyError.of(v.wrong_type("stream", "a boolean", stream))
     max_output: int | None = None
     for name in _MAX_OUTPUT_FIELDS[protocol]:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BodyError(f"'{name}' must be a positive integer.", name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BodyError.of(v.wrong_type(name, "an integer", value))
+        if value < 1:
+            raise BodyError.of(
+                v.invalid_value(
+                    name,
+                    value,
+                    why=f"integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                )
+            )
         max_output = value
         break
     n = data.get("n") if protocol is Protocol.OPENAI_CHAT else None

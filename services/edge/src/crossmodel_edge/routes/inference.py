@@ -110,7 +110,9 @@ async def count_tokens(request: Request) -> Response:
     try:
         facts = read_facts(body, protocol)
     except BodyError as exc:
-        return error_response(ApiError(ErrorType.INVALID_REQUEST, exc.message, exc.param), protocol, info)
+        return error_response(
+            ApiError(ErrorType.INVALID_REQUEST, exc.message, exc.param, exc.code), protocol, info
+        )
     info.model = facts.model
     model = await r.catalog.lookup(facts.model)
     if model is None:

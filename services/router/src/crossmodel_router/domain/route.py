@@ -24,16 +24,20 @@ from crossmodel_protocols.canonical import (
     BlockStart,
     ErrorKind,
     FinishReason,
+    Part,
     Protocol,
     ProtocolError,
     ReasoningDelta,
+    ReasoningPart,
     RefusalDelta,
+    RefusalPart,
     Request,
     StreamError,
     StreamEvent,
     StreamFinish,
     StreamStart,
     TextDelta,
+    TextPart,
     ToolArgumentsDelta,
     ToolCallPart,
     Usage,
@@ -187,11 +191,12 @@ class Router:
             )
             return
         if req.max_tokens is not None and req.max_tokens > entry.max_output_tokens:
+            param = _max_tokens_param(req)
             yield Failure(
                 ErrorKind.INVALID_REQUEST,
-                f"max_tokens is too large: {req.max_tokens}. This model supports at most "
-                f"{entry.max_output_tokens} completion tokens.",
-                param="max_tokens",
+                f"{param} is too large: {req.max_tokens}. This model supports at most "
+                f"{entry.max_output_tokens} output tokens, whereas you provided {req.max_tokens}.",
+                param=param,
                 code="invalid_value",
             )
             return
@@ -392,6 +397,7 @@ class Router:
     ) -> AsyncIterator[Frame]:
         upstream_id = self._upstream_id(resp)
         latency = self._clock() - t0
+        estimated = False
         try:
             if fast:
                 out, parsed = passthrough_response(data, req)
@@ -400,6 +406,10 @@ class Router:
                 # Anthropic and Gemini answers carry no creation time; the client's protocol
                 # may (OpenAI `created`, `created_at`): it is when the gateway got the answer.
                 parsed.created = parsed.created or int(time.time())
+                if parsed.usage is None:
+                    # As in a stream: the client sees the estimate that is billed, not zeros.
+                    parsed.usage = self._estimate(req, _output_chars(parsed.content))
+                    estimated = True
                 out = ingress.render_response(parsed, req)
         except Exception as e:
             # A codec reports what it recognises as malformed with ProtocolError; anything else
@@ -417,18 +427,17 @@ class Router:
             return
         yield Head(200, CONTENT_TYPE_JSON)
         yield out
-        chars = sum(len(getattr(p, "text", "")) + len(getattr(p, "arguments", "")) for p in parsed.content)
         finish = parsed.finish_reason.value if parsed.finish_reason else ""
         yield self._report(
             req,
             entry,
             dep,
             parsed.usage,
-            self._estimate(req, chars),
+            self._estimate(req, _output_chars(parsed.content)),
             latency,
             0.0,
             finish,
-            False,
+            estimated,
             upstream_id,
         )
 
@@ -514,6 +523,30 @@ class Router:
         )
         if failure is not None:
             yield failure
+
+
+def _output_chars(content: list[Part]) -> int:
+    """The characters an answer generated, counted as a stream counts them."""
+    chars = 0
+    for p in content:
+        if isinstance(p, TextPart | ReasoningPart | RefusalPart):
+            chars += len(p.text)
+        elif isinstance(p, ToolCallPart):
+            chars += len(p.name) + len(p.arguments)
+    return chars
+
+
+def _max_tokens_param(req: Request) -> str:
+    """The field that carried the output limit, as the client spelled it."""
+    if req.ingress is Protocol.OPENAI_RESPONSES:
+        return "max_output_tokens"
+    if (
+        req.ingress is Protocol.OPENAI_CHAT
+        and req.raw is not None
+        and req.raw.get("max_completion_tokens") is not None
+    ):
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 def _without_max_tokens(body: bytes) -> bytes:
