@@ -331,6 +331,7 @@ async def chat_reasoning(c: Ctx, vendor: str, model: str) -> None:
 async def chat_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
     """Reasoning with a forced tool call and OpenAI's sampling range, then the tool loop: a chat
     client has no field for a thinking signature, so Claude is asked without thinking there."""
+    model = REASONING_MODELS[vendor]
     marker = tag()
     prompt = f"Weather and time in Paris {marker} [sim:thinking] {TOOL_MARKERS}"
     messages: list[Any] = [{"role": "user", "content": prompt}]
@@ -502,6 +503,7 @@ async def responses_tools_call(c: Ctx, vendor: str, model: str) -> None:
 async def responses_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
     """A stateless tool loop with reasoning: the output goes back as input, and each vendor gets
     its own reasoning state back from `encrypted_content` (Claude its signed thinking)."""
+    model = REASONING_MODELS[vendor]
     prompt = f"Weather and time in Paris {tag()} [sim:thinking] {TOOL_MARKERS}"
     kw: dict[str, Any] = {
         "tools": responses_tools(),
