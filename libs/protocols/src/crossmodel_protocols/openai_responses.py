@@ -61,6 +61,8 @@ from crossmodel_protocols.canonical import (
     UpstreamProtocolError,
     Usage,
     UsageUpdate,
+    VendorDelta,
+    VendorPart,
     carried_reasoning,
     carried_state,
 )
@@ -678,6 +680,8 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
     out: list[dict[str, Any]] = []
     message: dict[str, Any] | None = None
     for p in resp.content:
+        if isinstance(p, VendorPart):
+            continue  # another vendor's block (a server tool call or result): no Responses form
         if isinstance(p, TextPart | RefusalPart):
             if message is None:
                 message = {
@@ -902,6 +906,8 @@ class ResponsesStreamRenderer:
         if isinstance(event, StreamFinish):
             self._finish = event.finish_reason
             return head
+        if isinstance(event, VendorDelta):
+            return head  # another vendor's block (a server tool's input): nothing to show
         return head + self.render_error(event.error_kind, event.message)
 
     def _block_start(self, event: BlockStart) -> bytes:
