@@ -137,6 +137,28 @@ async def test_stream_events_conform(http: httpx.AsyncClient, vendor: str, featu
             conforms("RawMessageStreamEvent", event, f"{vendor} {feature} {name}")
 
 
+async def test_a_server_tool_turn_conforms(http: httpx.AsyncClient) -> None:
+    """Claude's web search turn as relayed: server tool blocks, citations, server tool usage."""
+    body = _body(
+        "anthropic",
+        "news [sim:web_search]",
+        tools=[{"type": "web_search_20250305", "name": "web_search"}],
+    )
+    resp = await http.post("/v1/messages", json=body)
+    assert resp.status_code == 200, resp.text
+    message = resp.json()
+    conforms("Message", message, "web search")
+    assert [b["type"] for b in message["content"]] == ["server_tool_use", "web_search_tool_result", "text"]
+    assert message["usage"]["server_tool_use"]["web_search_requests"] == 1
+    resp, events = await test_matrix.sse(http, "/v1/messages", {**body, "stream": True})
+    assert resp.status_code == 200
+    for name, data in events:
+        if name != "ping":
+            conforms("RawMessageStreamEvent", json.loads(data), f"web search {name}")
+    deltas = [json.loads(d)["delta"]["type"] for n, d in events if n == "content_block_delta"]
+    assert {"input_json_delta", "citations_delta", "text_delta"} <= set(deltas)
+
+
 @pytest.mark.parametrize("vendor", list(VENDORS))
 async def test_an_error_inside_a_stream_conforms(http: httpx.AsyncClient, vendor: str) -> None:
     body = _body(vendor, "[sim:words=6] [sim:error_after=2]", stream=True)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from crossmodel_devstack.harness import Harness
+from crossmodel_simulator.anthropic import expected_message
 
 MODELS = ["anthropic/claude-sonnet-4.6", "openai/gpt-4.1", "deepseek/deepseek-v4-pro"]
 BETAS = ["claude-code-20250219", "interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14"]
@@ -394,3 +395,51 @@ async def test_a_screenshot_in_a_tool_result(
         assert all(isinstance(m["content"], str) for m in sent[2:4])
         assert sent[3]["content"] == "Error: File does not exist."
         assert sent[4]["content"][1]["image_url"]["url"] == f"data:image/png;base64,{PNG_B64}"
+
+
+# Claude Code's WebSearch tool is Anthropic's server-side web search.
+WEB_SEARCH: Any = {"type": "web_search_20250305", "name": "web_search", "max_uses": 8}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+async def test_a_web_search_turn_and_the_next_turn(
+    harness: Harness, client: anthropic.AsyncAnthropic, stream: bool
+) -> None:
+    """Claude's server tool blocks reach the client as Claude sent them (with the citation,
+    `usage.server_tool_use` and `pause_turn`), and the next turn, which carries them in its
+    history, reaches Claude with them unchanged, and GPT without them."""
+    marker = "w" + secrets.token_hex(5)
+    messages: list[Any] = [
+        {"role": "user", "content": f"Latest news {marker} [sim:web_search] [sim:pause_turn]"}
+    ]
+    create: Any = {"model": "anthropic/claude-sonnet-4.6", "max_tokens": 1024, "tools": [WEB_SEARCH]}
+    if stream:
+        async with client.messages.stream(**create, messages=messages) as s:
+            first = await s.get_final_message()
+    else:
+        first = await client.messages.create(**create, messages=messages)
+    sent = (await upstream(harness, marker))["body"]
+    assert sent["tools"] == [WEB_SEARCH]
+    exp = expected_message(sent)
+    blocks = [b.model_dump(exclude_none=True) for b in first.content]
+    cited = {"type": "text", "text": f"You said: Latest news {marker}", "citations": [exp.citation]}
+    assert blocks == [exp.server_tool_use, exp.web_search_result, cited]
+    assert first.stop_reason == "pause_turn"
+    assert first.usage.server_tool_use is not None
+    assert first.usage.server_tool_use.web_search_requests == 1
+
+    messages += [{"role": "assistant", "content": blocks}]
+    for model in ("anthropic/claude-sonnet-4.6", "openai/gpt-4.1"):
+        follow = f"And tomorrow {marker}{model[:3]}"
+        turn = [*messages, {"role": "user", "content": follow}]
+        # Asked of GPT, the web search tool would be refused ("What only one vendor serves").
+        tools = [WEB_SEARCH] if model.startswith("anthropic/") else []
+        second = await client.messages.create(**dict(create, model=model, tools=tools), messages=turn)
+        assert second.content[-1].type == "text"
+        assert second.content[-1].text == f"You said: {follow}"
+        back = (await upstream(harness, follow))["body"]["messages"]
+        if model.startswith("anthropic/"):
+            assert back == turn
+        else:
+            assert back[1]["content"] == f"You said: Latest news {marker}"
+            assert "srvtoolu" not in json.dumps(back)

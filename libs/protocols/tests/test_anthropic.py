@@ -43,6 +43,8 @@ from crossmodel_protocols.canonical import (
     ToolResultPart,
     Usage,
     UsageUpdate,
+    VendorDelta,
+    VendorPart,
 )
 from crossmodel_protocols.errors import ApiError, ErrorType, error_type_for, render_http, render_stream_error
 from crossmodel_protocols.openai_chat import ChatIngress, ChatStreamParser
@@ -513,7 +515,7 @@ def test_decode_error_event_mid_stream() -> None:
     assert TextDelta(0, "Partial") in events
 
 
-def test_server_tool_blocks_are_skipped_without_index_gaps() -> None:
+def test_server_tool_blocks_pass_verbatim_and_future_events_are_ignored() -> None:
     wire = b"".join(
         b"event: x\ndata: " + orjson.dumps(e) + b"\n\n"
         for e in [
@@ -543,7 +545,15 @@ def test_server_tool_blocks_are_skipped_without_index_gaps() -> None:
         ]
     )
     events = decode(wire, 1000)
-    assert events[2:] == [BlockStart(0, TextPart("")), TextDelta(0, "Hi"), BlockStop(0)]
+    server_tool = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+    assert events[2:] == [
+        BlockStart(0, VendorPart(server_tool, Protocol.ANTHROPIC_MESSAGES)),
+        VendorDelta(0, {"type": "input_json_delta", "partial_json": "{}"}, Protocol.ANTHROPIC_MESSAGES),
+        BlockStop(0),
+        BlockStart(1, TextPart("")),
+        TextDelta(1, "Hi"),
+        BlockStop(1),
+    ]
 
 
 # ------------------------------------------------------------------------------ stream render
@@ -570,6 +580,7 @@ def _stream_request() -> Request:
             "anthropic/client_thinking_tools.sse",
         ),
         ("anthropic/upstream_error.sse", AnthropicStreamParser, "anthropic/client_error.sse"),
+        ("anthropic/upstream_server_tools.sse", AnthropicStreamParser, "anthropic/client_server_tools.sse"),
         ("openai_upstream_tools.sse", ChatStreamParser, "anthropic/client_from_openai_tools.sse"),
         ("deepseek_upstream_reasoning.sse", ChatStreamParser, "anthropic/client_from_deepseek_reasoning.sse"),
     ],
@@ -600,6 +611,7 @@ def test_rendered_stream_follows_the_event_grammar() -> None:
         "client_thinking_tools.sse",
         "client_from_openai_tools.sse",
         "client_from_deepseek_reasoning.sse",
+        "client_server_tools.sse",
     ):
         events = _sse_events(golden("anthropic/" + name))
         assert all(ev == data["type"] for ev, data in events)

@@ -112,6 +112,7 @@ STREAMS: list[tuple[str, str]] = [
     ("deepseek", "deepseek_upstream_reasoning.sse"),
     ("anthropic", "anthropic/upstream_text.sse"),
     ("anthropic", "anthropic/upstream_thinking_tools.sse"),
+    ("anthropic", "anthropic/upstream_server_tools.sse"),
     ("gemini", "gemini/upstream_thoughts_tools.sse"),
     ("openai", "responses/openai_upstream_reasoning_tools.sse"),
 ]

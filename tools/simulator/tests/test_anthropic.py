@@ -101,6 +101,45 @@ async def test_stream_with_thinking_tool_use_and_cache_through_the_stream_helper
     assert msg.usage.output_tokens_details.thinking_tokens == 3
 
 
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_server_tool_turn_with_web_search(simulator_url: str, stream: bool) -> None:
+    body: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "tools": [WEB_SEARCH_TOOL],
+        "messages": user("news today [sim:web_search] [sim:pause_turn]"),
+    }
+    if stream:
+        async with client(simulator_url).messages.stream(**body) as s:
+            msg = await s.get_final_message()
+    else:
+        msg = await client(simulator_url).messages.create(**body)
+    exp = expected_message(body)
+    dumped = [b.model_dump(exclude_none=True) for b in msg.content]
+    text = {"type": "text", "text": "You said: news today", "citations": [exp.citation]}
+    assert dumped == [exp.server_tool_use, exp.web_search_result, text]
+    assert exp.server_tool_use["input"] == {"query": "news today"}
+    assert msg.stop_reason == "pause_turn"
+    assert msg.usage.server_tool_use is not None
+    assert msg.usage.server_tool_use.web_search_requests == 1
+    # reply 4 words + web_search (1) + {"query":"news today"} (2)
+    assert msg.usage.output_tokens == exp.output_tokens == 7
+
+
+async def test_web_search_needs_the_tool_declared(simulator_url: str) -> None:
+    body: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": user("x [sim:web_search]"),
+    }
+    msg = await client(simulator_url).messages.create(**body)
+    assert [b.type for b in msg.content] == ["text"]
+    assert msg.usage.server_tool_use is None
+
+
 async def test_stream_event_grammar(simulator_url: str) -> None:
     body = {
         "model": "claude-haiku-4-5",

@@ -65,6 +65,9 @@ from crossmodel_protocols.canonical import (
     UpstreamProtocolError,
     Usage,
     UsageUpdate,
+    VendorDelta,
+    VendorFields,
+    VendorPart,
     carried_reasoning,
     carried_state,
 )
@@ -344,6 +347,48 @@ def _tool_use_block(b: dict[str, Any], path: str) -> ToolCallPart:
 
 _USER_BLOCKS = ("text", "image", "document", "tool_result")
 _ASSISTANT_BLOCKS = ("text", "thinking", "redacted_thinking", "tool_use")
+# The other content blocks of the Messages API (the `anthropic` SDK's ContentBlockParam and
+# BetaContentBlockParam): server tool calls and their results, which every later turn of a
+# conversation with server tools carries (and a `pause_turn` continuation needs), search results,
+# container uploads, MCP and compaction blocks. They mean something to Anthropic only: kept
+# verbatim (`VendorPart`) and sent back to Anthropic as they came, left out for other vendors.
+VERBATIM_BLOCKS = (
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "advisor_tool_result",
+    "search_result",
+    "container_upload",
+    "mcp_tool_use",
+    "mcp_tool_result",
+    "mcp_tool_listing",
+    "compaction",
+    "tool_addition",
+    "tool_removal",
+    "fallback",
+)
+# Anthropic's citation types (`TextBlock.citations`); OpenAI's annotations are of other types.
+_CITATION_TYPES = frozenset(
+    {
+        "char_location",
+        "page_location",
+        "content_block_location",
+        "web_search_result_location",
+        "search_result_location",
+    }
+)
+
+
+def anthropic_citations(annotations: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A text part's annotations when they are Anthropic citations (from an Anthropic client or
+    Claude), else None: another vendor's annotations are nothing Anthropic accepts."""
+    if not annotations or not all(a.get("type") in _CITATION_TYPES for a in annotations):
+        return None
+    return annotations
 
 
 def _parse_message(m: dict[str, Any], path: str) -> list[Message]:
@@ -361,14 +406,16 @@ def _parse_message(m: dict[str, Any], path: str) -> list[Message]:
         raise v.wrong_type(f"{path}.content", "one of a string or array of objects", content)
     parts: list[Part] = []
     results: list[Part] = []
-    allowed = _USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS
+    allowed = (_USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS) + VERBATIM_BLOCKS
     for i, item in enumerate(content):
         pp = f"{path}.content[{i}]"
         b = v.as_object(item, pp)
         kind = v.req_str(b, "type", f"{pp}.type")
         if kind not in allowed:
             raise v.invalid_value(f"{pp}.type", kind, allowed)
-        if kind == "text":
+        if kind in VERBATIM_BLOCKS:
+            parts.append(VendorPart(b, Protocol.ANTHROPIC_MESSAGES))
+        elif kind == "text":
             parts.append(_text_block(b, pp))
         elif kind == "image":
             parts.append(_image_block(b, pp))
@@ -609,8 +656,9 @@ def _cc(cc: CacheControl | None) -> dict[str, Any] | None:
 def _response_block(p: Part) -> dict[str, Any] | None:
     if isinstance(p, TextPart):
         block: dict[str, Any] = {"type": "text", "text": p.text}
-        if p.annotations:
-            block["citations"] = p.annotations
+        citations = anthropic_citations(p.annotations)
+        if citations:
+            block["citations"] = citations
         return block
     if isinstance(p, RefusalPart):
         return {"type": "text", "text": p.text}
@@ -620,7 +668,7 @@ def _response_block(p: Part) -> dict[str, Any] | None:
         return {"type": "thinking", "thinking": p.text, "signature": _signature_out(p.signature, p.provider)}
     if isinstance(p, ToolCallPart):
         return {"type": "tool_use", "id": p.id, "name": p.name, "input": _tool_input(p.arguments)}
-    return None
+    return _verbatim(p)
 
 
 def _signature_out(signature: str | None, provider: Protocol | None) -> str:
@@ -644,8 +692,22 @@ def render_message(resp: Response, request: Request) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop_to_anthropic(reason),
         "stop_sequence": resp.stop_sequence if reason is FinishReason.STOP_SEQUENCE else None,
-        "usage": usage_to_anthropic(resp.usage or Usage()),
+        "usage": _usage_out(resp.usage, resp.vendor),
+        **_fields_out(resp.vendor, _MESSAGE_FIELDS),
     }
+
+
+def _usage_out(usage: Usage | None, vendor: VendorFields | None) -> dict[str, Any]:
+    out = usage_to_anthropic(usage or Usage())
+    if vendor is not None and vendor.provider is Protocol.ANTHROPIC_MESSAGES:
+        out.update(vendor.usage)
+    return out
+
+
+def _fields_out(vendor: VendorFields | None, mapped: frozenset[str]) -> dict[str, Any]:
+    if vendor is None or vendor.provider is not Protocol.ANTHROPIC_MESSAGES:
+        return {}
+    return {k: val for k, val in vendor.fields.items() if k not in mapped}
 
 
 _PING = encode_event("ping", b'{"type":"ping"}')
@@ -671,6 +733,7 @@ class AnthropicStreamRenderer:
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
+        self._vendor: VendorFields | None = None
         self._index: dict[int, int] = {}  # canonical block index -> Anthropic index
         self._kind: dict[int, str] = {}  # Anthropic index -> block type
         self._provider: dict[int, Protocol | None] = {}  # Anthropic index -> reasoning's vendor
@@ -774,6 +837,11 @@ class AnthropicStreamRenderer:
             return (
                 head + more + self._delta(idx, {"type": "input_json_delta", "partial_json": event.arguments})
             )
+        if isinstance(event, VendorDelta):
+            idx_ = self._index.get(event.index)
+            if event.provider is not Protocol.ANTHROPIC_MESSAGES or idx_ is None or idx_ != self._open:
+                return head
+            return head + self._delta(idx_, event.raw)
         if isinstance(event, BlockStop):
             stopped = self._index.get(event.index)
             if stopped is not None and stopped == self._open:
@@ -782,6 +850,7 @@ class AnthropicStreamRenderer:
         if isinstance(event, StreamFinish):
             self._finish = event.finish_reason
             self._stop_sequence = event.stop_sequence
+            self._vendor = event.vendor
             return head + self._stop_open()
         return b""  # StreamError: the edge ends the stream (errors.render_stream_error)
 
@@ -815,7 +884,8 @@ class AnthropicStreamRenderer:
             if part.text:
                 out += self._delta(self._index[event.index], {"type": "text_delta", "text": part.text})
             return out
-        return b""
+        block = _verbatim(part)
+        return b"" if block is None else self._open_block(event.index, block)
 
     def close(self) -> bytes:
         if self._closed:
@@ -829,8 +899,9 @@ class AnthropicStreamRenderer:
             "delta": {
                 "stop_reason": stop_to_anthropic(reason),
                 "stop_sequence": self._stop_sequence if reason is FinishReason.STOP_SEQUENCE else None,
+                **_fields_out(self._vendor, _DELTA_FIELDS),
             },
-            "usage": usage_to_anthropic(self._usage or Usage()),
+            "usage": _usage_out(self._usage, self._vendor),
         }
         return out + encode_event("message_delta", orjson.dumps(delta)) + _MESSAGE_STOP
 
@@ -895,6 +966,9 @@ def _file_to_anthropic(p: FilePart, ingress: Protocol) -> dict[str, Any]:
 
 def _text_to_anthropic(p: TextPart) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": p.text}
+    citations = anthropic_citations(p.annotations)
+    if citations:
+        block["citations"] = citations
     cc = _cc(p.cache_control)
     if cc:
         block["cache_control"] = cc
@@ -910,6 +984,13 @@ def _user_block(p: Part, ingress: Protocol) -> dict[str, Any] | None:
         return _file_to_anthropic(p, ingress)
     if isinstance(p, RefusalPart):
         return {"type": "text", "text": p.text}
+    return _verbatim(p)
+
+
+def _verbatim(p: Part) -> dict[str, Any] | None:
+    """A block only Anthropic has, as it came from Anthropic (or an Anthropic client)."""
+    if isinstance(p, VendorPart) and p.provider is Protocol.ANTHROPIC_MESSAGES:
+        return p.raw
     return None
 
 
@@ -953,7 +1034,7 @@ def _assistant_block(p: Part) -> dict[str, Any] | None:
         return _text_to_anthropic(p)
     if isinstance(p, RefusalPart):
         return {"type": "text", "text": p.text}
-    return None
+    return _verbatim(p)
 
 
 def messages_to_anthropic(request: Request) -> list[dict[str, Any]]:
@@ -978,6 +1059,7 @@ def messages_to_anthropic(request: Request) -> list[dict[str, Any]]:
                 len(blocks) == 1
                 and blocks[0]["type"] == "text"
                 and "cache_control" not in blocks[0]
+                and "citations" not in blocks[0]
                 and len(m.content) == 1
             ):
                 out.append({"role": "user", "content": blocks[0]["text"]})
@@ -1168,7 +1250,28 @@ def _part_from_block(b: Any) -> Part | None:
             name=str(b.get("name") or ""),
             arguments=orjson.dumps(tool_input if tool_input is not None else {}).decode(),
         )
-    return None  # server tool blocks have no canonical form
+    if isinstance(kind, str):
+        # Server tool calls and results, and whatever block types Anthropic adds: verbatim.
+        return VendorPart(b, Protocol.ANTHROPIC_MESSAGES)
+    return None
+
+
+# The message fields every codec maps; Anthropic's others (`container`, `stop_details`, …) and
+# the usage fields beyond the token counts (`server_tool_use`) reach Anthropic clients verbatim.
+_MESSAGE_FIELDS = frozenset(
+    {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
+)
+_VENDOR_USAGE = ("server_tool_use",)
+
+
+def _vendor_fields(fields: dict[str, Any], usage: Any, mapped: frozenset[str]) -> VendorFields | None:
+    extra = {k: val for k, val in fields.items() if k not in mapped and val is not None}
+    usage_extra = (
+        {k: usage[k] for k in _VENDOR_USAGE if usage.get(k) is not None} if isinstance(usage, dict) else {}
+    )
+    if not extra and not usage_extra:
+        return None
+    return VendorFields(Protocol.ANTHROPIC_MESSAGES, extra, usage_extra)
 
 
 def parse_message(data: dict[str, Any]) -> Response:
@@ -1183,6 +1286,7 @@ def parse_message(data: dict[str, Any]) -> Response:
         finish_reason=stop_from_anthropic(data.get("stop_reason")),
         usage=usage_from_anthropic(data.get("usage")),
         stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None,
+        vendor=_vendor_fields(data, data.get("usage"), _MESSAGE_FIELDS),
     )
 
 
@@ -1241,9 +1345,16 @@ def parse_messages_error(status: int, body: bytes, headers: Mapping[str, str]) -
     )
 
 
+_DELTA_FIELDS = frozenset({"stop_reason", "stop_sequence"})
+_CANONICAL_BLOCKS = frozenset({"text", "thinking", "redacted_thinking", "tool_use"})
+_CANONICAL_DELTAS = frozenset({"text_delta", "input_json_delta", "thinking_delta", "signature_delta"})
+
+
 class AnthropicStreamParser:
-    """Upstream Anthropic SSE -> canonical events. Block indices are renumbered so server-tool
-    blocks (which have no canonical form) leave no gaps."""
+    """Upstream Anthropic SSE -> canonical events. Blocks other than text, thinking and tool use
+    (server tool calls and results, …) open as a `VendorPart` and their deltas are
+    `VendorDelta`s, as are deltas the canonical model has no form for (`citations_delta`).
+    Block indices are renumbered from 0 in order of appearance."""
 
     def __init__(self) -> None:
         self._sse = SSEDecoder()
@@ -1308,7 +1419,8 @@ class AnthropicStreamParser:
             reason = stop_from_anthropic(delta.get("stop_reason"))
             if reason is not None:
                 seq = delta.get("stop_sequence")
-                out.append(StreamFinish(reason, seq if isinstance(seq, str) else None))
+                vendor = _vendor_fields(delta, ev.get("usage"), _DELTA_FIELDS)
+                out.append(StreamFinish(reason, seq if isinstance(seq, str) else None, vendor))
             usage = usage_from_anthropic(ev.get("usage"), self._usage)
             if usage is not None:
                 self._usage = usage
@@ -1349,6 +1461,8 @@ class AnthropicStreamParser:
                 name=str(block.get("name") or ""),
                 arguments=orjson.dumps(tool_input).decode() if tool_input else "",
             )
+        elif isinstance(btype, str):
+            part = VendorPart(block, Protocol.ANTHROPIC_MESSAGES)
         else:
             return
         idx = self._index[ev.get("index", len(self._index))] = len(self._index)
@@ -1365,7 +1479,12 @@ class AnthropicStreamParser:
             return
         delta = ev.get("delta") or {}
         dtype = delta.get("type")
-        if dtype == "text_delta":
+        if self._kinds.get(idx) not in _CANONICAL_BLOCKS or dtype not in _CANONICAL_DELTAS:
+            # A server tool call's input, a text block's citations: for Anthropic clients only.
+            if isinstance(dtype, str):
+                self.output_chars += len(str(delta.get("partial_json") or ""))
+                out.append(VendorDelta(idx, delta, Protocol.ANTHROPIC_MESSAGES))
+        elif dtype == "text_delta":
             text = delta.get("text") or ""
             if text:
                 self.output_chars += len(text)

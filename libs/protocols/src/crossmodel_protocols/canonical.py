@@ -242,8 +242,22 @@ class RefusalPart:
     type: Literal["refusal"] = "refusal"
 
 
+@dataclass(slots=True)
+class VendorPart:
+    """A content block that only one vendor's protocol has, verbatim in `raw`: Anthropic's server
+    tool calls and their results (`server_tool_use`, `web_search_tool_result`,
+    `code_execution_tool_result`, ...), `search_result`, `container_upload`, MCP and compaction
+    blocks. It goes only to `provider`'s protocol (an Anthropic upstream gets it back in the
+    history, an Anthropic client in the answer); every other codec leaves it out. In a stream it
+    opens its block whole (`BlockStart`), and its deltas, if any, are `VendorDelta`s."""
+
+    raw: dict[str, Any]
+    provider: Protocol
+    type: Literal["vendor"] = "vendor"
+
+
 Part: TypeAlias = (
-    TextPart | ImagePart | FilePart | ReasoningPart | ToolCallPart | ToolResultPart | RefusalPart
+    TextPart | ImagePart | FilePart | ReasoningPart | ToolCallPart | ToolResultPart | RefusalPart | VendorPart
 )
 
 Role: TypeAlias = Literal["user", "assistant", "tool"]
@@ -402,6 +416,17 @@ class FinishReason(enum.StrEnum):
 
 
 @dataclass(slots=True)
+class VendorFields:
+    """Message-level fields that only one vendor's protocol has, verbatim, for clients of
+    `provider`'s protocol: Anthropic's `container` (code execution) or `stop_details` in
+    `fields`, `server_tool_use` (web search / fetch request counts) in `usage`."""
+
+    provider: Protocol
+    fields: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -427,6 +452,7 @@ class Response:
     upstream_request_id: str | None = None
     service_tier: str | None = None
     store: bool | None = None  # Responses upstream: whether the vendor stored the response
+    vendor: VendorFields | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,8 +473,9 @@ class StreamStart:
 
 @dataclass(slots=True)
 class BlockStart:
-    """A content block opens. `part` is an empty TextPart / ReasoningPart / RefusalPart or a
-    ToolCallPart with `id` and `name` set and `arguments` empty (or its first fragment)."""
+    """A content block opens. `part` is an empty TextPart / ReasoningPart / RefusalPart, a
+    ToolCallPart with `id` and `name` set and `arguments` empty (or its first fragment), or a
+    VendorPart as its vendor opened it."""
 
     index: int
     part: Part
@@ -490,6 +517,18 @@ class ToolArgumentsDelta:
 
 
 @dataclass(slots=True)
+class VendorDelta:
+    """A delta that only one vendor's protocol has, verbatim in `raw`: Anthropic's
+    `input_json_delta` of a `server_tool_use` block, `citations_delta` of a text block. Clients
+    of another protocol get nothing for it."""
+
+    index: int
+    raw: dict[str, Any]
+    provider: Protocol
+    kind: Literal["vendor_delta"] = "vendor_delta"
+
+
+@dataclass(slots=True)
 class BlockStop:
     index: int
     kind: Literal["block_stop"] = "block_stop"
@@ -499,6 +538,7 @@ class BlockStop:
 class StreamFinish:
     finish_reason: FinishReason
     stop_sequence: str | None = None
+    vendor: VendorFields | None = None  # as `Response.vendor`
     kind: Literal["finish"] = "finish"
 
 
@@ -527,6 +567,7 @@ StreamEvent: TypeAlias = (
     | RefusalDelta
     | ReasoningDelta
     | ToolArgumentsDelta
+    | VendorDelta
     | BlockStop
     | StreamFinish
     | UsageUpdate

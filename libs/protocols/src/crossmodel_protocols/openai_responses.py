@@ -61,6 +61,8 @@ from crossmodel_protocols.canonical import (
     UpstreamProtocolError,
     Usage,
     UsageUpdate,
+    VendorDelta,
+    VendorPart,
     carried_reasoning,
     carried_state,
 )
@@ -770,6 +772,8 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
     out: list[dict[str, Any]] = []
     message: dict[str, Any] | None = None
     for p in resp.content:
+        if isinstance(p, VendorPart):
+            continue  # another vendor's block (a server tool call or result): no Responses form
         if isinstance(p, TextPart | RefusalPart):
             if message is not None and p.item_id and p.item_id != message["id"]:
                 message = None  # another upstream message item
@@ -1002,6 +1006,8 @@ class ResponsesStreamRenderer:
         if isinstance(event, StreamFinish):
             self._finish = event.finish_reason
             return head
+        if isinstance(event, VendorDelta):
+            return head  # another vendor's block (a server tool's input): nothing to show
         return head + self.render_error(event.error_kind, event.message)
 
     def _block_start(self, event: BlockStart) -> bytes:

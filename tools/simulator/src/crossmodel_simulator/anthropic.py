@@ -29,6 +29,16 @@ Markers (anywhere in the last user message, besides those of `script`)
   `tool_use` block calling NAME with that input (default `{"query": prompt}`), after the text;
   `stop_reason` is `tool_use`. Streamed as `input_json_delta` pieces of 8 characters.
 - `[sim:cache_write=N]`: report N prompt tokens written to the cache.
+- `[sim:web_search]`, when the request declares Anthropic's web search tool (`web_search_…`),
+  as a server tool turn: a `server_tool_use` block (`web_search`, input `{"query": prompt}`, id
+  `server_tool_id(prompt)`) and its `web_search_tool_result` (one `web_search_result`) before
+  the reply, whose text block cites it (`web_search_result_location`); usage reports
+  `server_tool_use: {"web_search_requests": 1, "web_fetch_requests": 0}` and the call's name
+  and input words as output. Streamed as Anthropic streams it: the call opens with an empty
+  input that follows in `input_json_delta` pieces of 8 characters, the result opens whole, the
+  text opens empty and gets a `citations_delta` before its text.
+- `[sim:pause_turn]`: `stop_reason: pause_turn` (a long server tool turn paused), unless tools
+  were called.
 
 Streams: `message_start`, each block (`content_block_start`, `ping` after the first one,
 deltas, `content_block_stop`), `message_delta`, `message_stop`. `[sim:drop_after=N]` and
@@ -69,6 +79,7 @@ from crossmodel_simulator.script import IMAGE_TOKENS, Script, count_tokens, expe
 _ALNUM = string.ascii_letters + string.digits
 _TOOL = re.compile(r"\[sim:tool=([^\]:]+)(?::([^\]]*))?\]")
 _CACHE_WRITE = re.compile(r"\[sim:cache_write=(\d+)\]")
+WEB_SEARCH = "web_search"
 _ANY_MARKER = re.compile(r"\[sim:[a-z_]+(?:=[^\]]*)?\]")
 THINKING_PREFIX = "Thinking about: "
 TOOL_INPUT_PIECE = 8
@@ -102,6 +113,22 @@ def redacted_data_for(prompt: str) -> str:
     return base64.b64encode(b"redacted:" + hashlib.sha256(prompt.encode()).digest()).decode()
 
 
+def server_tool_id(prompt: str) -> str:
+    return "srvtoolu_01" + hashlib.sha256(prompt.encode()).hexdigest()[:22]
+
+
+def search_result_for(query: str) -> dict[str, Any]:
+    """The one `web_search_result` the simulator finds for a query."""
+    digest = hashlib.sha256(query.encode()).digest()
+    return {
+        "type": "web_search_result",
+        "title": "Result for: " + query,
+        "url": "https://search.example/" + digest.hex()[:12],
+        "encrypted_content": base64.b64encode(b"page:" + digest).decode(),
+        "page_age": "June 4, 2025",
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     name: str
@@ -117,6 +144,7 @@ class ExpectedMessage:
     text: str
     text_pieces: tuple[str, ...]
     tools: tuple[ToolCall, ...]
+    web_search: str | None  # the query of the server tool turn ([sim:web_search])
     stop_reason: str
     stop_sequence: str | None
     prompt_tokens: int
@@ -144,7 +172,39 @@ class ExpectedMessage:
         }
         if self.thinking is not None and output_tokens is None:
             u["output_tokens_details"] = {"thinking_tokens": self.thinking_tokens}
+        if self.web_search is not None and output_tokens is None:
+            u["server_tool_use"] = {"web_search_requests": 1, "web_fetch_requests": 0}
         return u
+
+    @property
+    def server_tool_use(self) -> dict[str, Any]:
+        query = self.web_search or ""
+        return {
+            "type": "server_tool_use",
+            "id": server_tool_id(query),
+            "name": WEB_SEARCH,
+            "input": {"query": query},
+        }
+
+    @property
+    def web_search_result(self) -> dict[str, Any]:
+        query = self.web_search or ""
+        return {
+            "type": "web_search_tool_result",
+            "tool_use_id": server_tool_id(query),
+            "content": [search_result_for(query)],
+        }
+
+    @property
+    def citation(self) -> dict[str, Any]:
+        found = search_result_for(self.web_search or "")
+        return {
+            "type": "web_search_result_location",
+            "cited_text": found["title"],
+            "url": found["url"],
+            "title": found["title"],
+            "encrypted_index": base64.b64encode(found["url"].encode()).decode(),
+        }
 
 
 def _pieces(text: str) -> tuple[str, ...]:
@@ -231,6 +291,13 @@ def expected_message(body: dict[str, Any]) -> ExpectedMessage:
         tools.append(ToolCall(name, orjson.dumps(tool_input).decode()))
     if tools:
         stop_reason, stop_sequence = "tool_use", None
+    elif "[sim:pause_turn]" in raw:
+        stop_reason, stop_sequence = "pause_turn", None
+    declared = body.get("tools")
+    if not isinstance(declared, list):
+        declared = []
+    searches = any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search_") for t in declared)
+    web_search = prompt if searches and "[sim:web_search]" in raw else None
     thinking = THINKING_PREFIX + prompt if "[sim:thinking]" in raw else None
     redacted = redacted_data_for(prompt) if "[sim:redacted_thinking]" in raw else None
     p_tokens = prompt_tokens(body)
@@ -240,12 +307,15 @@ def expected_message(body: dict[str, Any]) -> ExpectedMessage:
     written = min(int(m.group(1)), p_tokens - cached) if m else 0
     thinking_tokens = count_tokens(thinking) if thinking else 0
     tool_tokens = sum(count_tokens(t.name) + count_tokens(t.input_json) for t in tools)
+    if web_search is not None:
+        tool_tokens += count_tokens(WEB_SEARCH) + count_tokens(orjson.dumps({"query": web_search}).decode())
     return ExpectedMessage(
         thinking=thinking,
         redacted=redacted,
         text=exp.text,
         text_pieces=exp.pieces,
         tools=tuple(tools),
+        web_search=web_search,
         stop_reason=stop_reason,
         stop_sequence=stop_sequence,
         prompt_tokens=p_tokens,
@@ -400,8 +470,13 @@ def _content(exp: ExpectedMessage, ids: list[str]) -> list[dict[str, Any]]:
         out.append({"type": "thinking", "thinking": exp.thinking, "signature": exp.signature})
     if exp.redacted is not None:
         out.append({"type": "redacted_thinking", "data": exp.redacted})
+    if exp.web_search is not None:
+        out += [exp.server_tool_use, exp.web_search_result]
     if exp.text or not exp.tools:
-        out.append({"type": "text", "text": exp.text})
+        text: dict[str, Any] = {"type": "text", "text": exp.text}
+        if exp.web_search is not None:
+            text["citations"] = [exp.citation]
+        out.append(text)
     for tid, t in zip(ids, exp.tools, strict=True):
         out.append({"type": "tool_use", "id": tid, "name": t.name, "input": orjson.loads(t.input_json)})
     return out
@@ -522,8 +597,17 @@ async def _stream(
             await stop(idx)
         if exp.redacted is not None:
             await stop(await start({"type": "redacted_thinking", "data": exp.redacted}))
+        if exp.web_search is not None:
+            idx = await start({**exp.server_tool_use, "input": {}})
+            js = orjson.dumps(exp.server_tool_use["input"]).decode()
+            for i in range(0, len(js), TOOL_INPUT_PIECE):
+                await delta(idx, {"type": "input_json_delta", "partial_json": js[i : i + TOOL_INPUT_PIECE]})
+            await stop(idx)
+            await stop(await start(exp.web_search_result))
         if exp.text or not exp.tools:
             idx = await start({"type": "text", "text": ""})
+            if exp.web_search is not None:
+                await delta(idx, {"type": "citations_delta", "citation": exp.citation})
             for piece in exp.text_pieces:
                 await delta(idx, {"type": "text_delta", "text": piece})
             await stop(idx)
