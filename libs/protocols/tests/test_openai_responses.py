@@ -164,7 +164,8 @@ def test_parse_full_request() -> None:
     assert req.max_tokens == 500
     assert req.response_format is not None
     assert (req.response_format.type, req.response_format.name) == ("json_schema", "out")
-    assert req.reasoning == ReasoningConfig(effort="low", summary="auto", include_encrypted=True)
+    assert req.reasoning == ReasoningConfig(effort="low", summary="auto")
+    assert req.include_reasoning_state
     assert req.end_user == "user-42"
     assert req.metadata == {"k": "v"}
     assert req.stream is True
@@ -966,3 +967,17 @@ def test_the_response_echoes_the_tool_choice_the_client_sent() -> None:
         ]
         == "auto"
     )
+
+
+def test_asking_for_the_reasoning_state_asks_for_no_reasoning() -> None:
+    """`include: ["reasoning.encrypted_content"]` keeps whatever reasoning there is; Claude is
+    not made to think by it (thinking costs output tokens the client did not ask for)."""
+    from crossmodel_protocols.anthropic import AnthropicProvider
+
+    req = parse(
+        {"model": "anthropic/claude-sonnet-4.6", "input": "hi", "include": ["reasoning.encrypted_content"]}
+    )
+    assert req.reasoning is None
+    assert req.include_reasoning_state
+    body = orjson.loads(AnthropicProvider().build_request(req, "claude-sonnet-4-6", "").body)
+    assert "thinking" not in body

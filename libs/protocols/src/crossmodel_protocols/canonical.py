@@ -335,7 +335,6 @@ class ReasoningConfig:
     effort: str | None = None
     budget_tokens: int | None = None
     summary: str | None = None  # Responses `reasoning.summary`: auto|concise|detailed
-    include_encrypted: bool = False  # Responses `include: ["reasoning.encrypted_content"]`
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +364,9 @@ class Request:
     # position (`top_logprobs`, 0-20; None when not given).
     logprobs: bool = False
     top_logprobs: int | None = None
+    # Responses `include: ["reasoning.encrypted_content"]`: the client keeps the reasoning state
+    # (stateless tool loops). It asks for no reasoning by itself.
+    include_reasoning_state: bool = False
     # Chat `n`: how many choices to generate. Only an OpenAI-family upstream on the pass-through
     # path answers more than one (the canonical response has one); elsewhere n > 1 is refused.
     n: int = 1

@@ -495,11 +495,10 @@ def _parse_text(body: dict[str, Any]) -> ResponseFormat | None:
     raise v.invalid_value("text.format.type", kind, ["text", "json_object", "json_schema"])
 
 
-def _parse_reasoning(body: dict[str, Any], include: list[str]) -> ReasoningConfig | None:
+def _parse_reasoning(body: dict[str, Any]) -> ReasoningConfig | None:
     r = v.opt_object(body, "reasoning", "reasoning")
-    encrypted = "reasoning.encrypted_content" in include
     if r is None:
-        return ReasoningConfig(include_encrypted=True) if encrypted else None
+        return None
     effort = v.opt_str(r, "effort", "reasoning.effort")
     if effort is not None and effort not in _EFFORTS:
         raise v.invalid_value("reasoning.effort", effort, _EFFORTS)
@@ -508,9 +507,7 @@ def _parse_reasoning(body: dict[str, Any], include: list[str]) -> ReasoningConfi
     )
     if summary is not None and summary not in ("auto", "concise", "detailed"):
         raise v.invalid_value("reasoning.summary", summary, ["auto", "concise", "detailed"])
-    return ReasoningConfig(
-        enabled=effort != "none", effort=effort, summary=summary, include_encrypted=encrypted
-    )
+    return ReasoningConfig(enabled=effort != "none", effort=effort, summary=summary)
 
 
 def _parse_metadata(body: dict[str, Any]) -> dict[str, str]:
@@ -611,7 +608,8 @@ def parse_responses_request(data: dict[str, Any]) -> Request:
         tools=tools,
         tool_choice=tool_choice,
         response_format=_parse_text(data),
-        reasoning=_parse_reasoning(data, include),
+        reasoning=_parse_reasoning(data),
+        include_reasoning_state="reasoning.encrypted_content" in include,
         # OpenAI returns them when `include` asks; a count of alternatives asks as well.
         logprobs=LOGPROBS_INCLUDE in include or bool(top_logprobs),
         top_logprobs=top_logprobs,
@@ -755,7 +753,7 @@ def _reasoning_item_out(p: ReasoningPart, item_id: str, request: Request, status
 
 
 def _include_encrypted(request: Request) -> bool:
-    return request.reasoning is not None and request.reasoning.include_encrypted
+    return request.include_reasoning_state
 
 
 def _content_obj(p: TextPart | RefusalPart) -> dict[str, Any]:
