@@ -1098,8 +1098,8 @@ def test_documents_reach_claude_as_sent_and_text_never_as_a_base64_source() -> N
 
 def test_a_file_a_vendor_cannot_take_is_refused_naming_the_clients_field() -> None:
     from crossmodel_protocols.gemini import GeminiProvider
-    from crossmodel_protocols.openai_chat import ChatProvider
-    from crossmodel_protocols.openai_responses import ResponsesIngress
+    from crossmodel_protocols.openai_chat import ChatProvider, Dialect
+    from crossmodel_protocols.openai_responses import ResponsesIngress, ResponsesProvider
 
     def responses(part: dict[str, Any]) -> Request:
         body = {
@@ -1154,6 +1154,26 @@ def test_a_file_a_vendor_cannot_take_is_refused_naming_the_clients_field() -> No
             ),
             "messages[0].content[0].file.file_id",
         ),
+    ]
+    # An Anthropic file id names nothing at OpenAI (chat or Responses) or DeepSeek, nor does an
+    # OpenAI one at DeepSeek: a file id reaches only the vendor of the client's protocol.
+    anthropic_file = parse(
+        {
+            "model": "m",
+            "max_tokens": 9,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "document", "source": {"type": "file", "file_id": "file_01"}}],
+                }
+            ],
+        }
+    )
+    cases += [
+        (ChatProvider(), anthropic_file, "messages[0].content[0].source.file_id"),
+        (ChatProvider(Dialect.DEEPSEEK), anthropic_file, "messages[0].content[0].source.file_id"),
+        (ResponsesProvider(), anthropic_file, "messages[0].content[0].source.file_id"),
+        (ChatProvider(Dialect.DEEPSEEK), cases[-1][1], "messages[0].content[0].file.file_id"),
     ]
     for provider, req, param in cases:
         with pytest.raises(InvalidRequest) as e:

@@ -921,6 +921,8 @@ def openai_effort(request: Request) -> str | None:
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
     v.refuse_choices(request)
+    if dialect is not Dialect.OPENAI or request.ingress is Protocol.ANTHROPIC_MESSAGES:
+        v.refuse_file_ids(request)
     body: dict[str, Any] = {"model": upstream_model, "messages": _messages_to_openai(request, dialect)}
     if request.stream:
         body["stream"] = True

@@ -1327,6 +1327,8 @@ def build_responses_body(request: Request, upstream_model: str) -> dict[str, Any
         return body
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_RESPONSES)
     v.refuse_choices(request)
+    if request.ingress is Protocol.ANTHROPIC_MESSAGES:
+        v.refuse_file_ids(request)
     body = {"model": upstream_model, "input": build_input(request)}
     if request.system:
         body["instructions"] = "\n\n".join(s.text for s in request.system)

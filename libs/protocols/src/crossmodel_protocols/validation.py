@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from crossmodel_protocols.canonical import InvalidRequest, Protocol, Request
+from crossmodel_protocols.canonical import FilePart, InvalidRequest, Protocol, Request, ToolResultPart
 
 
 def type_name(value: Any) -> str:
@@ -175,6 +175,16 @@ def unsupported_file(param: str, what: str) -> InvalidRequest:
         param=param,
         code="unsupported_value",
     )
+
+
+def refuse_file_ids(request: Request) -> None:
+    """A file id names a file in one vendor's Files API (OpenAI `file-…`, Anthropic `file_…`):
+    it reaches only the vendor of the client's own protocol, which may hold it."""
+    for m in request.messages:
+        for part in m.content:
+            for p in part.content if isinstance(part, ToolResultPart) else [part]:
+                if isinstance(p, FilePart) and p.file_id:
+                    raise unsupported_file(p.param, "a file id of another vendor")
 
 
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
