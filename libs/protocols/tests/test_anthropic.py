@@ -797,19 +797,32 @@ def test_openai_chat_request_to_anthropic_upstream() -> None:
     }
 
 
-def test_thinking_budget_stays_below_max_tokens() -> None:
+def test_thinking_budget_leaves_the_answer_room_below_max_tokens() -> None:
     req = Request(
         "m", [Message("user", [TextPart("x")])], max_tokens=3000, reasoning=ReasoningConfig(effort="high")
     )
     assert orjson.loads(AnthropicProvider().build_request(req, "c", "").body)["thinking"] == {
         "type": "enabled",
-        "budget_tokens": 2999,
+        "budget_tokens": 1500,
     }
-    req.max_tokens = 1000  # no room for the minimum budget: thinking is left off
+    req.max_tokens = 20000  # room enough: the effort's own budget
+    assert (
+        orjson.loads(AnthropicProvider().build_request(req, "c", "").body)["thinking"]["budget_tokens"]
+        == 16384
+    )
+    req.max_tokens = 2000  # half is below the minimum budget: thinking is left off
     assert "thinking" not in orjson.loads(AnthropicProvider().build_request(req, "c", "").body)
-    req.max_tokens = None
+
+
+def test_without_a_client_limit_claude_gets_the_models_output_limit() -> None:
+    """As an OpenAI model allows its whole limit when none is set, and admission reserved it."""
+    req = Request("m", [Message("user", [TextPart("x")])], reasoning=ReasoningConfig(effort="medium"))
     body = orjson.loads(AnthropicProvider(default_max_tokens=8192).build_request(req, "c", "").body)
-    assert body["max_tokens"] == 8192
+    assert body["max_tokens"] == 8192  # the catalog's limit unknown
+    req.output_limit = 64000
+    body = orjson.loads(AnthropicProvider().build_request(req, "c", "").body)
+    assert body["max_tokens"] == 64000
+    assert body["thinking"]["budget_tokens"] == 8192
 
 
 def _chat_to_claude(**kw: Any) -> dict[str, Any]:

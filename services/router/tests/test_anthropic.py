@@ -284,6 +284,24 @@ async def test_claude_codes_thinking_reaches_openai_only_as_a_reasoning_models_e
     assert sent["body"].get("reasoning_effort") == effort
 
 
+async def test_an_openai_client_without_a_limit_gives_claude_the_models_limit(
+    start_router: RouterFactory, catalog: Catalog, simulator_url: str
+) -> None:
+    """Not a small fixed default that cuts the answer short where other vendors finish it."""
+    stub = await start_router(catalog)
+    tag = f"limit-{secrets.token_hex(5)}"
+    body = {"model": CLAUDE, "messages": [{"role": "user", "content": tag}], "reasoning_effort": "medium"}
+    res = await route(stub, router_pb2.PROTOCOL_OPENAI_CHAT, body)
+    assert not res.errors
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(simulator_url + "/_sim/requests", params={"contains": tag}) as r,
+    ):
+        (sent,) = await r.json()
+    assert sent["body"]["max_tokens"] == catalog.models[CLAUDE].max_output_tokens > 4096
+    assert sent["body"]["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+
+
 async def test_anthropic_client_invalid_body_names_the_field(
     start_router: RouterFactory, catalog: Catalog
 ) -> None:

@@ -1166,7 +1166,10 @@ def build_messages_body(request: Request, upstream_model: str, default_max_token
     v.refuse_vendor_only_fields(request, Protocol.ANTHROPIC_MESSAGES)
     v.refuse_logprobs(request)
     v.refuse_choices(request)
-    max_tokens = request.max_tokens if request.max_tokens is not None else default_max_tokens
+    if request.max_tokens is not None:
+        max_tokens = request.max_tokens
+    else:
+        max_tokens = request.output_limit or default_max_tokens
     body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens}
     system = _system_to_anthropic(request)
     if system is not None:
@@ -1199,8 +1202,10 @@ def build_messages_body(request: Request, upstream_model: str, default_max_token
     elif request.reasoning is not None and request.reasoning.enabled:
         r = request.reasoning
         budget = r.budget_tokens or _EFFORT_BUDGET.get(r.effort or "medium", 8192)
-        # Thinking counts toward max_tokens and its budget must stay below it.
-        budget = min(budget, max_tokens - 1)
+        # Thinking counts toward max_tokens and its budget must stay below it; a budget that
+        # would not leave room for the answer gets half of the limit.
+        if budget >= max_tokens:
+            budget = max_tokens // 2
         if budget >= MIN_THINKING_BUDGET:
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if request.ingress is not Protocol.ANTHROPIC_MESSAGES:

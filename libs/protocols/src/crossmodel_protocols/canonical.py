@@ -392,6 +392,10 @@ class Request:
     # The catalog capabilities of the model asked (`reasoning`, `vision`, ...), set by the router
     # before a provider codec builds the upstream body; None when unknown (all are assumed).
     capabilities: frozenset[str] | None = None
+    # The model's output limit in the catalog, set by the router with the capabilities: what a
+    # vendor that requires a limit (Anthropic's `max_tokens`) gets when the client set none, as
+    # OpenAI's models then allow their whole limit (and admission reserved for it).
+    output_limit: int | None = None
 
     def capable(self, capability: str) -> bool:
         return self.capabilities is None or capability in self.capabilities

@@ -203,6 +203,7 @@ class Router:
         # What the model can do decides what the codecs send (e.g. no reasoning effort to a
         # model without reasoning, which its vendor would refuse).
         req.capabilities = frozenset(entry.capabilities)
+        req.output_limit = entry.max_output_tokens or None
         ingress = self._ingress[call.protocol]
         budget = self._policy.total_timeout_seconds
         if call.time_remaining is not None:
