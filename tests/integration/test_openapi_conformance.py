@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
@@ -400,6 +401,28 @@ async def test_model_conforms(http: httpx.AsyncClient, vendor: str) -> None:
     model = _json(resp)
     conforms("Model", model, f"GET /v1/models/{VENDORS[vendor]}")
     assert model["id"] == VENDORS[vendor]
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+async def test_input_token_counts_conform(http: httpx.AsyncClient, vendor: str) -> None:
+    """`POST /v1/responses/input_tokens` (the SDK's `responses.input_tokens.count`) counts what
+    the Responses request would send, for any vendor's model, as Anthropic's count_tokens does."""
+    body = _responses(VENDORS[vendor], "Tell me a joke.", instructions="Be brief.")
+    resp = await http.post("/v1/responses/input_tokens", json=body)
+    assert resp.status_code == 200, resp.text
+    counted = _json(resp)
+    conforms("TokenCountsResource", counted, f"input_tokens ({vendor})")
+    assert counted["input_tokens"] > 0
+    longer = await http.post("/v1/responses/input_tokens", json=body | {"input": "Tell me a joke. " * 50})
+    assert _json(longer)["input_tokens"] > counted["input_tokens"]
+    sdk = openai.AsyncOpenAI(
+        base_url=str(http.base_url) + "/v1", api_key=http.headers["authorization"].removeprefix("Bearer ")
+    )
+    async with sdk:
+        assert (await sdk.responses.input_tokens.count(**body)).input_tokens == counted["input_tokens"]
+    unknown = await http.post("/v1/responses/input_tokens", json=body | {"model": "nope/nope"})
+    assert unknown.status_code == 404
+    conforms("ErrorResponse", _json(unknown), "input_tokens, unknown model")
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -39,7 +39,7 @@ from crossmodel_protocols.errors import ApiError, ErrorType, render_http, status
 
 log = get_logger(__name__)
 
-_ROUTER_PROTOCOL = {
+ROUTER_PROTOCOL = {
     Protocol.OPENAI_CHAT: router_pb2.PROTOCOL_OPENAI_CHAT,
     Protocol.OPENAI_RESPONSES: router_pb2.PROTOCOL_OPENAI_RESPONSES,
     Protocol.ANTHROPIC_MESSAGES: router_pb2.PROTOCOL_ANTHROPIC_MESSAGES,
@@ -335,7 +335,7 @@ class Relay:
             call = self.backends.router.Route(
                 router_pb2.RouteRequest(
                     request_id=info.request_id,
-                    protocol=_ROUTER_PROTOCOL[protocol],
+                    protocol=ROUTER_PROTOCOL[protocol],
                     body=body,
                     account_id=auth.account_id,
                     key_id=auth.key_id,

@@ -1,6 +1,7 @@
 """Inference endpoints. Every protocol goes through the same relay; /v1/responses and
-/v1/messages are one route each here, with their protocol. /v1/messages/count_tokens is a key
-check and one router.CountTokens: no admission, nothing billed."""
+/v1/messages are one route each here, with their protocol. /v1/messages/count_tokens and
+/v1/responses/input_tokens are a key check and one router.CountTokens: no admission, nothing
+billed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from crossmodel_edge.domain.failures import MISSING_KEY, model_not_found, route_
 from crossmodel_edge.domain.request import BodyError, read_facts
 from crossmodel_edge.middleware import request_info
 from crossmodel_edge.relay import (
+    ROUTER_PROTOCOL,
     BodyTooLarge,
     ClientGone,
     RawResponse,
@@ -86,9 +88,27 @@ async def messages(request: Request) -> Response:
     response_class=Response,
 )
 async def count_tokens(request: Request) -> Response:
+    return await _count_input_tokens(request, Protocol.ANTHROPIC_MESSAGES, b'{"input_tokens":%d}')
+
+
+@router.post(
+    "/v1/responses/input_tokens",
+    summary="Count the input tokens of a response (OpenAI Responses)",
+    openapi_extra=_JSON_BODY,
+    response_class=Response,
+)
+async def responses_input_tokens(request: Request) -> Response:
+    return await _count_input_tokens(
+        request, Protocol.OPENAI_RESPONSES, b'{"object":"response.input_tokens","input_tokens":%d}'
+    )
+
+
+async def _count_input_tokens(request: Request, protocol: Protocol, answer: bytes) -> Response:
+    """A key check and one router.CountTokens, in the protocol's shapes: no admission, nothing
+    billed. `model` is required (OpenAI's own endpoint does not need it): it names the vendor,
+    and the key may be scoped to some models."""
     r = relay(request)
     info = request_info(request.scope)
-    protocol = Protocol.ANTHROPIC_MESSAGES
     api_key, _ = credentials(request.scope)
     if not api_key:
         return error_response(MISSING_KEY, protocol, info)
@@ -125,7 +145,7 @@ async def count_tokens(request: Request) -> Response:
     try:
         counted = await r.backends.router.CountTokens(
             router_pb2.CountTokensRequest(
-                request_id=info.request_id, protocol=router_pb2.PROTOCOL_ANTHROPIC_MESSAGES, body=body
+                request_id=info.request_id, protocol=ROUTER_PROTOCOL[protocol], body=body
             ),
             timeout=r.auth_timeout,
         )
@@ -133,6 +153,4 @@ async def count_tokens(request: Request) -> Response:
         return error_response(rpc_failure(exc, "router"), protocol, info)
     if counted.HasField("error"):
         return error_response(route_failure(counted.error), protocol, info)
-    return RawResponse(
-        b'{"input_tokens":%d}' % counted.input_tokens, 200, [("content-type", "application/json")]
-    )
+    return RawResponse(answer % counted.input_tokens, 200, [("content-type", "application/json")])
