@@ -209,7 +209,8 @@ async def test_the_upstream_request_follows_the_vendors_schema(
     body = build(models[vendor], marker, case)
     if models[vendor] in test_matrix.NO_VISION:
         # Images are refused for a model without vision (test_matrix.chat_images): none is sent.
-        for m in body.get("messages") or body.get("input") or ():
+        turns = body.get("messages") or body.get("input")
+        for m in turns if isinstance(turns, list) else ():
             if isinstance(m.get("content"), list):
                 m["content"] = [
                     p for p in m["content"] if p["type"] not in ("image_url", "input_image", "image")
