@@ -379,6 +379,14 @@ async def test_a_screenshot_in_a_tool_result(
             ],
         },
     ]
+    if model == "deepseek/deepseek-v4-pro":
+        # DeepSeek's models take no images (no `vision` in the catalog): a 400 naming the image.
+        with pytest.raises(anthropic.BadRequestError) as err:
+            await client.beta.messages.create(
+                model=model, max_tokens=1024, tools=TOOLS, messages=messages, betas=BETAS
+            )
+        assert "messages[2].content[0].content[0]" in err.value.message
+        return
     reply = await client.beta.messages.create(
         model=model,
         max_tokens=1024,

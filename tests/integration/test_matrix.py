@@ -48,6 +48,8 @@ VENDORS: dict[str, str] = {
     "deepseek": "deepseek/deepseek-v4-pro",
     "compatible": "xai/grok-4",
 }
+# Models of the table without `vision` in the catalog: images sent to them are a 400.
+NO_VISION = {"deepseek/deepseek-v4-pro"}
 # OpenAI takes reasoning settings on its reasoning models only (400 on gpt-4.1).
 REASONING_MODELS = {**VENDORS, "openai": "openai/o4-mini"}
 # Vendors whose chat API shows reasoning text; OpenAI's Chat Completions only counts it.
@@ -275,18 +277,23 @@ async def chat_images(c: Ctx, vendor: str, model: str) -> None:
     b64 = "data:image/png;base64," + base64.b64encode(PNG).decode()
     for url in (b64, "https://example.com/cat.png"):
         text = f"Describe this image {tag()}"
-        r = await c.oa.chat.completions.create(
-            model=model,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": text},
-                        {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
-                    ],
-                }
-            ],
-        )
+        messages: Any = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
+                ],
+            }
+        ]
+        if model in NO_VISION:
+            # Refused before anything is sent, naming the image (DeepSeek would answer 400 too).
+            with pytest.raises(openai.BadRequestError) as err:
+                await c.oa.chat.completions.create(model=model, messages=messages)
+            assert err.value.body["param"] == "messages[0].content[1]"  # type: ignore[index]
+            assert err.value.body["code"] == "unsupported_value"  # type: ignore[index]
+            continue
+        r = await c.oa.chat.completions.create(model=model, messages=messages)
         assert r.choices[0].message.content == reply_to(text)
         assert r.usage is not None
         assert r.usage.prompt_tokens == prompt_tokens(text, images=1)

@@ -121,7 +121,6 @@ def test_full_request_mapping() -> None:
             Tool(name="get_time"),
         ],
         tool_choice=ToolChoice("tool", "get_weather"),
-        response_format=ResponseFormat("json_schema", schema={"type": "object"}, name="out"),
         reasoning=ReasoningConfig(effort="low"),
         end_user="user-1",
     )
@@ -172,8 +171,6 @@ def test_full_request_mapping() -> None:
             "maxOutputTokens": 256,
             "seed": 7,
             "stopSequences": ["a", "b", "c", "d", "e"],
-            "responseMimeType": "application/json",
-            "responseJsonSchema": {"type": "object"},
             "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 1024},
         },
     }
@@ -228,6 +225,201 @@ def test_thinking_off_and_budget() -> None:
     assert body_of(req)["generationConfig"] == {
         "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 2048}
     }
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning", "expected"),
+    [
+        # 2.5 Pro cannot stop thinking (128-32768): its least budget, thoughts not shown.
+        ("gemini-2.5-pro", ReasoningConfig(enabled=False), {"thinkingBudget": 128}),
+        (
+            "gemini-2.5-pro",
+            ReasoningConfig(effort="xhigh"),
+            {"includeThoughts": True, "thinkingBudget": 32768},
+        ),
+        (
+            "gemini-2.5-pro",
+            ReasoningConfig(budget_tokens=64),
+            {"includeThoughts": True, "thinkingBudget": 128},
+        ),
+        # 2.5 Flash: 0-24576; Claude Code's 31999 and `xhigh` fit under the top.
+        ("gemini-2.5-flash", ReasoningConfig(enabled=False), {"thinkingBudget": 0}),
+        (
+            "gemini-2.5-flash",
+            ReasoningConfig(effort="xhigh"),
+            {"includeThoughts": True, "thinkingBudget": 24576},
+        ),
+        (
+            "gemini-2.5-flash",
+            ReasoningConfig(budget_tokens=31999),
+            {"includeThoughts": True, "thinkingBudget": 24576},
+        ),
+        # Flash-Lite: 0, or 512-24576.
+        ("gemini-2.5-flash-lite", ReasoningConfig(enabled=False), {"thinkingBudget": 0}),
+        (
+            "gemini-2.5-flash-lite",
+            ReasoningConfig(budget_tokens=200),
+            {"includeThoughts": True, "thinkingBudget": 512},
+        ),
+        # -1 (dynamic) is taken by every model.
+        ("gemini-2.5-pro", ReasoningConfig(effort="auto"), {"includeThoughts": True, "thinkingBudget": -1}),
+        # Gemini 3 cannot stop thinking either.
+        ("gemini-3-pro-preview", ReasoningConfig(enabled=False), {"thinkingLevel": "low"}),
+    ],
+)
+def test_thinking_budget_fits_the_models_range(model: str, reasoning: ReasoningConfig, expected: Any) -> None:
+    req = Request(model="g", messages=[Message("user", [TextPart("x")])], reasoning=reasoning)
+    assert body_of(req, model)["generationConfig"]["thinkingConfig"] == expected
+
+
+def test_thinking_off_from_each_client_protocol_fits_2_5_pro() -> None:
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"}
+    responses = {"model": "m", "input": "x", "reasoning": {"effort": "none"}}
+    messages = {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "x"}],
+        "thinking": {"type": "disabled"},
+    }
+    for req in (
+        ChatIngress().parse_request(orjson.dumps(chat), {}),
+        ResponsesIngress().parse_request(orjson.dumps(responses), {}),
+        AnthropicIngress().parse_request(orjson.dumps(messages), {}),
+    ):
+        assert body_of(req, "gemini-2.5-pro")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}
+
+
+def test_empty_text_parts_and_empty_turns_are_left_out() -> None:
+    chat = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": ""},
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "thanks"}]},
+        ],
+    }
+    body = body_of(ChatIngress().parse_request(orjson.dumps(chat), {}))
+    assert "systemInstruction" not in body
+    assert body["contents"] == [
+        {"role": "user", "parts": [{"text": "weather?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {}}}]},
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"output": "sunny"}}},
+                {"text": "thanks"},
+            ],
+        },
+    ]
+    # Claude Code's assistant turns: thinking, an empty text block, tool use.
+    messages = {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "sig"},
+                    {"type": "text", "text": ""},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}],
+            },
+        ],
+    }
+    body = body_of(AnthropicIngress().parse_request(orjson.dumps(messages), {}))
+    assert body["contents"][1] == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "get_weather", "args": {}}}],
+    }
+
+
+def test_parallel_tool_results_follow_the_order_of_the_calls() -> None:
+    calls = [
+        {
+            "id": f"call_{c}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": f'{{"city":"{c}"}}'},
+        }
+        for c in ("A", "B")
+    ]
+    chat = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather in A and B?"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "call_B", "content": "rain in B"},
+            {"role": "tool", "tool_call_id": "call_A", "content": "sun in A"},
+        ],
+    }
+    body = body_of(ChatIngress().parse_request(orjson.dumps(chat), {}))
+    assert [p["functionResponse"]["response"]["output"] for p in body["contents"][2]["parts"]] == [
+        "sun in A",
+        "rain in B",
+    ]
+
+
+def test_penalties_are_not_sent() -> None:
+    req = Request(
+        model="g", messages=[Message("user", [TextPart("x")])], presence_penalty=0.5, frequency_penalty=0.5
+    )
+    assert "generationConfig" not in body_of(req)
+
+
+@pytest.mark.parametrize(
+    ("ingress", "param"),
+    [
+        (Protocol.OPENAI_CHAT, "response_format"),
+        (Protocol.OPENAI_RESPONSES, "text.format"),
+        (Protocol.ANTHROPIC_MESSAGES, "output_config.format"),
+    ],
+)
+def test_json_response_with_tools_is_refused_on_gemini_2_5(ingress: Protocol, param: str) -> None:
+    req = Request(
+        model="g",
+        messages=[Message("user", [TextPart("x")])],
+        tools=[Tool(name="get_weather")],
+        response_format=ResponseFormat("json_schema", schema={"type": "object"}),
+        ingress=ingress,
+    )
+    with pytest.raises(InvalidRequest) as err:
+        body_of(req)
+    assert (err.value.param, err.value.code) == (param, "unsupported_value")
+    # Gemini 3 takes both; without tools 2.5 gets the JSON response type.
+    assert body_of(req, "gemini-3-pro-preview")["generationConfig"]["responseMimeType"] == "application/json"
+    req.tools = []
+    assert body_of(req)["generationConfig"] == {
+        "responseMimeType": "application/json",
+        "responseJsonSchema": {"type": "object"},
+    }
+
+
+def test_instructions_alone_are_sent_as_the_user_turn() -> None:
+    req = Request(model="g", system=[SystemPart("Write a haiku.")], messages=[])
+    body = body_of(req)
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Write a haiku."}]}]
+    assert "systemInstruction" not in body
+    req.system = []
+    with pytest.raises(InvalidRequest) as err:
+        body_of(req)
+    assert err.value.param == "messages"
 
 
 # ------------------------------------------------------------------------------ response
@@ -368,7 +560,6 @@ def test_chat_ingress_to_gemini_maps_tools_and_reasoning() -> None:
         ],
         "tool_choice": "required",
         "reasoning_effort": "high",
-        "response_format": {"type": "json_object"},
         "stream": True,
     }
     req = ChatIngress().parse_request(orjson.dumps(chat), {})
@@ -382,7 +573,6 @@ def test_chat_ingress_to_gemini_maps_tools_and_reasoning() -> None:
     assert body["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
     assert body["generationConfig"] == {
-        "responseMimeType": "application/json",
         "thinkingConfig": {"includeThoughts": True, "thinkingBudget": 24576},
     }
 

@@ -3,7 +3,8 @@ dropped on the way (the answer would read as if it had been honoured): a vendor'
 (OpenAI's hosted tools, Anthropic's server tools, OpenAI chat's custom tools), with a 400 naming
 `tools[i].type`, and the request fields that shape the answer (audio, web search, a stored
 conversation or prompt, MCP servers), with a 400 naming the field. Log probabilities, which
-every vendor but Anthropic has, reach each in its own fields and are refused for Anthropic."""
+every vendor but Anthropic has, reach each in its own fields and are refused for Anthropic.
+Images reach only models whose catalog entry has `vision`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crossmodel_protocols import validation as v
 from crossmodel_protocols.anthropic import AnthropicIngress
 from crossmodel_protocols.canonical import InvalidRequest, Protocol
 from crossmodel_protocols.codec import IngressCodec
@@ -168,3 +170,79 @@ def test_log_probabilities_reach_every_vendor_that_has_them_in_its_own_fields(
     else:
         assert sent["logprobs"] is True
         assert sent["top_logprobs"] == 3
+
+
+IMAGE_URL = "https://x.test/cat.png"
+# Per client protocol: a body with an image in a message and one in a tool result, and the
+# client's field of the first image.
+IMAGE_CASES: list[tuple[IngressCodec, dict[str, Any], str]] = [
+    (
+        ChatIngress(),
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what?"},
+                        {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+                    ],
+                }
+            ],
+        },
+        "messages[0].content[1]",
+    ),
+    (
+        ResponsesIngress(),
+        {
+            "model": "m",
+            "input": [
+                {"type": "function_call", "call_id": "c1", "name": "shot", "arguments": "{}"},
+                {
+                    "type": "function_call_output",
+                    "call_id": "c1",
+                    "output": [{"type": "input_image", "image_url": IMAGE_URL}],
+                },
+            ],
+        },
+        "input[1].output[0]",
+    ),
+    (
+        AnthropicIngress(),
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "image", "source": {"type": "url", "url": IMAGE_URL}}],
+                        }
+                    ],
+                },
+            ],
+        },
+        "messages[1].content[0].content[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("codec", "body", "param"), IMAGE_CASES)
+def test_images_are_refused_for_a_model_without_vision(
+    codec: IngressCodec, body: dict[str, Any], param: str
+) -> None:
+    req = codec.parse_request(orjson.dumps(body), {})
+    req.capabilities = frozenset({"streaming", "tools", "vision"})
+    v.refuse_images(req)  # a model with vision takes them
+    req.capabilities = frozenset({"streaming", "tools"})
+    with pytest.raises(InvalidRequest) as err:
+        v.refuse_images(req)
+    assert (err.value.param, err.value.code) == (param, "unsupported_value")
+    assert param in err.value.message

@@ -368,6 +368,21 @@ async def test_invalid_body(
     assert res.errors[0].message
 
 
+@pytest.mark.parametrize("passthrough", [True, False])
+@pytest.mark.parametrize("model", ["deepseek/deepseek-chat", "deepseek/deepseek-v4-pro"])
+async def test_images_for_a_model_without_vision_are_refused_before_the_upstream(
+    start_router: RouterFactory, packaged_catalog: Catalog, passthrough: bool, model: str
+) -> None:
+    stub = await start_router(packaged_catalog, passthrough=passthrough)
+    image = {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}
+    body = {"model": model, "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, image]}]}
+    res = await route(stub, body)
+    assert res.order == ["error"]  # no usage frame: nothing reached the upstream
+    err = res.errors[0]
+    assert err.kind == router_pb2.ERROR_KIND_INVALID_REQUEST
+    assert (err.param, err.code) == ("messages[0].content[1]", "unsupported_value")
+
+
 # ------------------------------------------------------------------------------ upstream failures
 
 

@@ -127,6 +127,51 @@ async def test_missing_key_is_permission_denied(simulator_url: str) -> None:
     assert orjson.loads(raw)["error"]["status"] == "PERMISSION_DENIED"
 
 
+@pytest.mark.parametrize(
+    ("model", "b", "message"),
+    [
+        ("gemini-2.5-flash", {"contents": []}, "contents is not specified"),
+        (
+            "gemini-2.5-flash",
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}, {"text": ""}]}]},
+            "contents[0].parts[1].data: required oneof field 'data'",
+        ),
+        (
+            "gemini-2.5-flash",
+            {**body("hi"), "systemInstruction": {"parts": [{"text": ""}]}},
+            "system_instruction.parts[0].data: required oneof field 'data'",
+        ),
+        ("gemini-2.5-flash", {"contents": [{"role": "user", "parts": []}]}, "must not be empty"),
+        ("gemini-2.5-pro", body("hi", thinkingConfig={"thinkingBudget": 0}), "only works in thinking mode"),
+        ("gemini-2.5-pro", body("hi", thinkingConfig={"thinkingBudget": 64}), "out of range"),
+        ("gemini-2.5-flash", body("hi", thinkingConfig={"thinkingBudget": 31999}), "out of range"),
+        ("gemini-2.5-flash-lite", body("hi", thinkingConfig={"thinkingBudget": 100}), "out of range"),
+    ],
+)
+async def test_what_google_refuses_is_refused(simulator_url: str, model: str, b: Any, message: str) -> None:
+    status, raw = await post(simulator_url, f"/gemini/v1beta/models/{model}:generateContent", b)
+    assert status == 400
+    err = orjson.loads(raw)["error"]
+    assert err["status"] == "INVALID_ARGUMENT"
+    assert message in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("model", "budget"),
+    [
+        ("gemini-2.5-flash", 0),
+        ("gemini-2.5-flash", 24576),
+        ("gemini-2.5-flash-lite", 0),
+        ("gemini-2.5-pro", 128),
+        ("gemini-2.5-pro", -1),
+    ],
+)
+async def test_budgets_in_range_are_taken(simulator_url: str, model: str, budget: int) -> None:
+    b = body("hi", thinkingConfig={"thinkingBudget": budget})
+    status, _ = await post(simulator_url, f"/gemini/v1beta/models/{model}:generateContent", b)
+    assert status == 200
+
+
 # ------------------------------------------------------- the Gemini provider codec against the simulator
 
 

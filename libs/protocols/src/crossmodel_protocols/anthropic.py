@@ -257,13 +257,13 @@ def _image_block(b: dict[str, Any], path: str) -> ImagePart:
                 f"{path}.source.media_type", media, ["image/jpeg", "image/png", "image/gif", "image/webp"]
             )
         return ImagePart(
-            data=v.req_str(src, "data", f"{path}.source.data"), media_type=media, cache_control=cc
+            data=v.req_str(src, "data", f"{path}.source.data"), media_type=media, cache_control=cc, param=path
         )
     if kind == "url":
         url = v.req_str(src, "url", f"{path}.source.url")
         if not url.startswith(("http://", "https://")):
             raise v.invalid_value(f"{path}.source.url", url[:48], why="expected an http(s) URL.")
-        return ImagePart(url=url, cache_control=cc)
+        return ImagePart(url=url, cache_control=cc, param=path)
     raise v.invalid_value(f"{path}.source.type", kind, ["base64", "url"])
 
 

@@ -133,6 +133,9 @@ class ImagePart:
     media_type: str | None = None  # "image/png" ...; required with `data`
     detail: str | None = None  # OpenAI "low" | "high" | "auto"
     cache_control: CacheControl | None = None
+    # The client's field that holds the image (`messages[0].content[1]`), named when the model
+    # cannot take images.
+    param: str = field(default="", compare=False, repr=False)
     type: Literal["image"] = "image"
 
 

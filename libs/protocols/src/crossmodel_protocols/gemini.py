@@ -144,7 +144,9 @@ def is_gemini_3(model: str) -> bool:
 
 def _user_part(p: Part) -> dict[str, Any] | None:
     if isinstance(p, TextPart):
-        return {"text": p.text}
+        # Google refuses an empty text part ("required oneof field 'data' must have one
+        # initialized field"); it says nothing, so it is left out.
+        return {"text": p.text} if p.text else None
     if isinstance(p, ImagePart):
         if p.data is not None:
             return {"inlineData": {"mimeType": p.media_type or "image/png", "data": p.data}}
@@ -200,6 +202,8 @@ def _model_parts(m: Message, gemini3: bool) -> list[dict[str, Any]]:
             if part is None:
                 continue
         elif isinstance(p, TextPart | RefusalPart):
+            if not p.text:
+                continue  # refused by Google, as above; a pending signature goes to the next part
             part = {"text": p.text}
         elif isinstance(p, ToolCallPart):
             part = {
@@ -232,10 +236,31 @@ def _result_text(p: ToolResultPart) -> str:
     return "".join(c.text for c in p.content if isinstance(c, TextPart))
 
 
+def _result_parts(p: ToolResultPart, names: dict[str, str]) -> list[dict[str, Any]]:
+    name = p.name or names.get(p.tool_call_id)
+    if name is None:
+        raise InvalidRequest(
+            f"The tool result for '{p.tool_call_id}' answers no earlier tool call; Gemini needs "
+            "the function's name.",
+            param="tool_call_id",
+            code="invalid_value",
+        )
+    text = _result_text(p)
+    response = {"error": text} if p.is_error else {"output": text}
+    parts: list[dict[str, Any]] = [{"functionResponse": {"name": name, "response": response}}]
+    # Images returned by a tool go along as ordinary parts of the same turn.
+    parts.extend(
+        x for x in (_user_part(c) for c in p.content if not isinstance(c, TextPart)) if x is not None
+    )
+    return parts
+
+
 def build_contents(request: Request, upstream_model: str) -> list[dict[str, Any]]:
     gemini3 = is_gemini_3(upstream_model)
     names = _tool_names(request)
     contents: list[dict[str, Any]] = []
+    calls: dict[str, int] = {}  # the last model turn's call ids, in the order of its calls
+    results: list[ToolResultPart] = []  # the run of tool results not yet added
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
         if not parts:
@@ -246,57 +271,84 @@ def build_contents(request: Request, upstream_model: str) -> list[dict[str, Any]
         else:
             contents.append({"role": role, "parts": parts})
 
+    def add_results() -> None:
+        # Gemini pairs function responses with the calls by position (no ids), while OpenAI and
+        # Anthropic clients may answer parallel calls in any order: the calls' order is sent.
+        ordered = sorted(results, key=lambda r: calls.get(r.tool_call_id, len(calls)))
+        add("user", [x for r in ordered for x in _result_parts(r, names)])
+        results.clear()
+
     for m in request.messages:
+        if m.role == "tool":
+            results.extend(p for p in m.content if isinstance(p, ToolResultPart))
+            continue
+        add_results()
         if m.role == "user":
             add("user", [x for x in (_user_part(p) for p in m.content) if x is not None])
-        elif m.role == "assistant":
-            add("model", _model_parts(m, gemini3))
         else:
-            parts: list[dict[str, Any]] = []
-            for p in m.content:
-                if not isinstance(p, ToolResultPart):
-                    continue
-                name = p.name or names.get(p.tool_call_id)
-                if name is None:
-                    raise InvalidRequest(
-                        f"The tool result for '{p.tool_call_id}' answers no earlier tool call; Gemini needs "
-                        "the function's name.",
-                        param="tool_call_id",
-                        code="invalid_value",
-                    )
-                text = _result_text(p)
-                response = {"error": text} if p.is_error else {"output": text}
-                parts.append({"functionResponse": {"name": name, "response": response}})
-                # Images returned by a tool go along as ordinary parts of the same turn.
-                parts.extend(
-                    x
-                    for x in (_user_part(c) for c in p.content if not isinstance(c, TextPart))
-                    if x is not None
-                )
-            add("user", parts)
+            add("model", _model_parts(m, gemini3))
+            ids = [p.id for p in m.content if isinstance(p, ToolCallPart)]
+            calls = {i: n for n, i in enumerate(ids)}
+    add_results()
     return contents
 
 
-def _thinking_config(r: ReasoningConfig, gemini3: bool) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
+# Thinking budgets each Gemini 2.5 model takes, by model family (longest prefix first):
+# (family, lowest budget when thinking, highest, whether 0 turns thinking off). Outside them Google
+# answers 400 ("thinking budget is out of range", "Budget 0 is invalid. This model only works in
+# thinking mode"). https://ai.google.dev/gemini-api/docs/thinking#set-budget
+THINKING_BUDGETS = (
+    ("gemini-2.5-flash-lite", 512, 24576, True),
+    ("gemini-2.5-flash", 1, 24576, True),
+    ("gemini-2.5-pro", 128, 32768, False),
+)
+_EFFORT_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+
+
+def _budget_range(model: str) -> tuple[int, int, bool] | None:
+    for family, low, high, can_stop in THINKING_BUDGETS:
+        if model.startswith(family):
+            return low, high, can_stop
+    return None
+
+
+def _thinking_config(r: ReasoningConfig, model: str) -> dict[str, Any]:
+    gemini3 = is_gemini_3(model)
+    limits = _budget_range(model)
     if not r.enabled:
-        cfg["thinkingBudget"] = 0
-        return cfg
-    cfg["includeThoughts"] = True
-    if r.budget_tokens is not None:
-        cfg["thinkingBudget"] = r.budget_tokens
-    elif r.effort is not None:
+        if gemini3:
+            # Gemini 3 cannot stop thinking; `low` is the least every Gemini 3 model takes.
+            return {"thinkingLevel": "low"}
+        if limits is not None and not limits[2]:
+            # 2.5 Pro cannot stop thinking either: its least budget, thoughts not shown.
+            return {"thinkingBudget": limits[0]}
+        return {"thinkingBudget": 0}
+    cfg: dict[str, Any] = {"includeThoughts": True}
+    budget: int | None = r.budget_tokens
+    if budget is None and r.effort is not None:
         if gemini3:
             cfg["thinkingLevel"] = "high" if r.effort in ("medium", "high", "xhigh") else "low"
-        else:
-            cfg["thinkingBudget"] = {
-                "minimal": 512,
-                "low": 1024,
-                "medium": 8192,
-                "high": 24576,
-                "xhigh": 32768,
-            }.get(r.effort, -1)
+            return cfg
+        budget = _EFFORT_BUDGETS.get(r.effort, -1)
+    if budget is None:
+        return cfg
+    if limits is not None and budget != -1:  # -1: the model decides, on every model
+        budget = min(max(budget, limits[0]), limits[1])
+    cfg["thinkingBudget"] = budget
     return cfg
+
+
+def _json_with_tools(request: Request) -> InvalidRequest:
+    param = {
+        Protocol.OPENAI_RESPONSES: "text.format",
+        Protocol.ANTHROPIC_MESSAGES: "output_config.format",
+    }.get(request.ingress, "response_format")
+    return InvalidRequest(
+        f"Invalid value for '{param}': this model cannot answer in JSON when tools are given; "
+        "send the request without tools or without the JSON response format.",
+        param=param,
+        code="unsupported_value",
+    )
 
 
 def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
@@ -306,9 +358,21 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
     if tc is not None and tc.allowed is not None and tc.mode != "required":
         # `allowedFunctionNames` goes only with mode ANY: otherwise the others are not declared.
         request = only_allowed_tools(request)
-    body: dict[str, Any] = {"contents": build_contents(request, upstream_model)}
-    if request.system:
-        body["systemInstruction"] = {"parts": [{"text": s.text} for s in request.system]}
+    contents = build_contents(request, upstream_model)
+    system = [{"text": s.text} for s in request.system if s.text]
+    if not contents and system:
+        # Google refuses a request without contents ("contents is not specified"), which OpenAI
+        # serves: instructions alone are sent as the user turn.
+        contents, system = [{"role": "user", "parts": system}], []
+    if not contents:
+        raise InvalidRequest(
+            "The request has no content for this model to answer; send at least one message with text.",
+            param="input" if request.ingress is Protocol.OPENAI_RESPONSES else "messages",
+            code="invalid_value",
+        )
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
     decls: list[dict[str, Any]] = []
     for i, t in enumerate(request.tools):
         if t.kind != "function":
@@ -338,8 +402,8 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
         ("topK", request.top_k),
         ("maxOutputTokens", request.max_tokens),
         ("seed", request.seed),
-        ("presencePenalty", request.presence_penalty),
-        ("frequencyPenalty", request.frequency_penalty),
+        # `presence_penalty` / `frequency_penalty` are not sent: Gemini 2.5 and later refuse them
+        # ("Penalty is not enabled for models/…"), and they only tune the answer.
     ):
         if value is not None:
             gen[key] = value
@@ -348,11 +412,15 @@ def build_gemini_body(request: Request, upstream_model: str) -> dict[str, Any]:
         gen["stopSequences"] = request.stop
     rf = request.response_format
     if rf is not None and rf.type != "text":
+        if decls and not is_gemini_3(upstream_model):
+            # Gemini 2.5 refuses function calling with a JSON response type; dropping either would
+            # answer without what was asked, unnoticed.
+            raise _json_with_tools(request)
         gen["responseMimeType"] = "application/json"
         if rf.type == "json_schema" and rf.schema is not None:
             gen["responseJsonSchema"] = rf.schema
     if request.reasoning is not None:
-        gen["thinkingConfig"] = _thinking_config(request.reasoning, is_gemini_3(upstream_model))
+        gen["thinkingConfig"] = _thinking_config(request.reasoning, upstream_model)
     if request.logprobs:
         gen["responseLogprobs"] = True
         if request.top_logprobs is not None:

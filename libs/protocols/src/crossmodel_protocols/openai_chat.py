@@ -235,9 +235,9 @@ def _user_parts(value: Any, path: str) -> list[Part]:
                 raise v.invalid_value(f"{pp}.image_url.detail", detail, ["auto", "low", "high"])
             if url.startswith("data:"):
                 media, data = v.parse_data_url(url, f"{pp}.image_url.url")
-                out.append(ImagePart(data=data, media_type=media, detail=detail))
+                out.append(ImagePart(data=data, media_type=media, detail=detail, param=pp))
             elif url.startswith(("http://", "https://")):
-                out.append(ImagePart(url=url, detail=detail))
+                out.append(ImagePart(url=url, detail=detail, param=pp))
             else:
                 raise v.invalid_value(
                     f"{pp}.image_url.url", url[:48], why="expected an http(s) URL or a base64 data URL."

@@ -231,9 +231,9 @@ def _image(p: dict[str, Any], pp: str) -> ImagePart:
         raise v.missing(f"{pp}.image_url")
     if url.startswith("data:"):
         media, data = v.parse_data_url(url, f"{pp}.image_url")
-        return ImagePart(data=data, media_type=media, detail=detail)
+        return ImagePart(data=data, media_type=media, detail=detail, param=pp)
     if url.startswith(("http://", "https://")):
-        return ImagePart(url=url, detail=detail)
+        return ImagePart(url=url, detail=detail, param=pp)
     raise v.invalid_value(f"{pp}.image_url", url[:48], why="expected an http(s) URL or a base64 data URL.")
 
 

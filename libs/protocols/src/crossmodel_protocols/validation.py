@@ -9,7 +9,14 @@ from typing import Any
 
 import orjson
 
-from crossmodel_protocols.canonical import FilePart, InvalidRequest, Protocol, Request, ToolResultPart
+from crossmodel_protocols.canonical import (
+    FilePart,
+    ImagePart,
+    InvalidRequest,
+    Protocol,
+    Request,
+    ToolResultPart,
+)
 
 
 def type_name(value: Any) -> str:
@@ -185,6 +192,25 @@ def refuse_file_ids(request: Request) -> None:
             for p in part.content if isinstance(part, ToolResultPart) else [part]:
                 if isinstance(p, FilePart) and p.file_id:
                     raise unsupported_file(p.param, "a file id of another vendor")
+
+
+def refuse_images(request: Request) -> None:
+    """Images (in a message or a tool result) for a model whose catalog entry lacks `vision`:
+    its vendor refuses them (DeepSeek: "unknown variant `image_url`") or never sees them, and
+    the client is told which of its fields holds the first one before anything is sent."""
+    if request.capable("vision"):
+        return
+    for m in request.messages:
+        for part in m.content:
+            for p in part.content if isinstance(part, ToolResultPart) else [part]:
+                if isinstance(p, ImagePart):
+                    param = p.param or "messages"
+                    raise InvalidRequest(
+                        f"Invalid value for '{param}': this model does not accept images; "
+                        "send text only, or choose a model with vision.",
+                        param=param,
+                        code="unsupported_value",
+                    )
 
 
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:

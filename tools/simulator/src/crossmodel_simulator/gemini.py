@@ -28,6 +28,7 @@ last chunk with the function calls, `finishReason` and the full `usageMetadata`;
 carry the prompt count only. `[sim:drop_after=N]` / `[sim:error_after=N]` count those word chunks;
 the error is an in-stream `{"error":{"code":503,…,"status":"UNAVAILABLE"}}`. Failures before the
 first byte use Google's error body (`code`, `message`, `status`); 429 carries a `RetryInfo`.
+What Google refuses and a gateway could send by mistake is refused with its 400 (`refusal_for`).
 """
 
 from __future__ import annotations
@@ -130,6 +131,49 @@ def chat_view(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "max_tokens": _field(gen, "maxOutputTokens"),
         "stop": _field(gen, "stopSequences"),
     }, last_user
+
+
+# Thinking budgets Google takes per Gemini 2.5 family: (lowest when thinking, highest, 0 allowed).
+# https://ai.google.dev/gemini-api/docs/thinking#set-budget
+_BUDGETS = (
+    ("gemini-2.5-flash-lite", 512, 24576, True),
+    ("gemini-2.5-flash", 1, 24576, True),
+    ("gemini-2.5-pro", 128, 32768, False),
+)
+
+
+def refusal_for(model: str, body: dict[str, Any]) -> str | None:
+    """Google's 400 message for what it refuses and a gateway could send by mistake: no
+    `contents`, an empty text part (a part must hold one of its data fields), a thinking budget
+    outside the model's range (0 where thinking cannot be turned off)."""
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    system = _field(body, "systemInstruction")
+    where = [("system_instruction", system)] if isinstance(system, dict) else []
+    where += [(f"contents[{i}]", c) for i, c in enumerate(contents) if isinstance(c, dict)]
+    for name, content in where:
+        parts = content.get("parts")
+        if not isinstance(parts, list) or not parts:
+            return f"* GenerateContentRequest.{name}.parts: contents.parts must not be empty."
+        for j, p in enumerate(parts):
+            if isinstance(p, dict) and p.get("text") == "" and not (set(p) - {"text", "thought"}):
+                return (
+                    f"* GenerateContentRequest.{name}.parts[{j}].data: required oneof field 'data' must have "
+                    "one initialized field"
+                )
+    gen = _field(body, "generationConfig")
+    cfg = _field(gen, "thinkingConfig") if isinstance(gen, dict) else None
+    budget = _field(cfg, "thinkingBudget") if isinstance(cfg, dict) else None
+    if isinstance(budget, int) and budget != -1:
+        for family, low, high, can_stop in _BUDGETS:
+            if model.startswith(family):
+                if budget == 0 and not can_stop:
+                    return "Budget 0 is invalid. This model only works in thinking mode."
+                if not (budget == 0 and can_stop) and not low <= budget <= high:
+                    return f"The thinking budget is out of range: {budget}; this model takes {low} to {high}."
+                break
+    return None
 
 
 def expected_generation(body: dict[str, Any]) -> Reply:
@@ -301,8 +345,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         return error_response(400, "Invalid JSON payload received.")
-    if not isinstance(body, dict) or not isinstance(body.get("contents"), list) or not body["contents"]:
-        return error_response(400, "* GenerateContentRequest.contents: contents is not specified")
+    if not isinstance(body, dict):
+        return error_response(400, "Invalid JSON payload received.")
+    refusal = refusal_for(model, body)
+    if refusal is not None:
+        return error_response(400, refusal)
     reply = expected_generation(body)
     script = reply.script
     if script.delay_ms:

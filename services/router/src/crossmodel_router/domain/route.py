@@ -52,6 +52,7 @@ from crossmodel_protocols.openai_chat import (
     passthrough_body,
     passthrough_response,
 )
+from crossmodel_protocols.validation import refuse_images
 from crossmodel_router.domain.breaker import Breakers
 from crossmodel_router.domain.catalog import Catalog, Deployment, ModelEntry, ProviderType
 from crossmodel_router.domain.upstream import (
@@ -204,6 +205,11 @@ class Router:
         # model without reasoning, which its vendor would refuse).
         req.capabilities = frozenset(entry.capabilities)
         req.output_limit = entry.max_output_tokens or None
+        try:
+            refuse_images(req)
+        except ProtocolError as e:
+            yield Failure(e.kind, e.message, e.param, e.code)
+            return
         ingress = self._ingress[call.protocol]
         budget = self._policy.total_timeout_seconds
         if call.time_remaining is not None:
