@@ -15,6 +15,7 @@ from crossmodel_protocols.canonical import (
     ImagePart,
     InvalidRequest,
     Message,
+    Protocol,
     ReasoningConfig,
     ReasoningDelta,
     ReasoningPart,
@@ -824,3 +825,156 @@ def test_the_fast_path_drops_reasoning_effort_for_a_model_without_reasoning_like
     assert "reasoning_effort" not in orjson.loads(passthrough_body(req, "gpt-4.1", Dialect.OPENAI))
     req.capabilities = frozenset({"reasoning"})
     assert orjson.loads(passthrough_body(req, "o4-mini", Dialect.OPENAI))["reasoning_effort"] == "low"
+
+
+# ------------------------------------------------------------------------------ DeepSeek thinking
+
+DS_REASONING = frozenset({"tools", "reasoning"})
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def _deepseek_bodies(req: Request) -> list[dict[str, Any]]:
+    """What DeepSeek gets on the canonical path and, for chat clients, on the fast path."""
+    bodies = [orjson.loads(ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-v4-pro", "").body)]
+    if req.ingress is Protocol.OPENAI_CHAT:
+        bodies.append(orjson.loads(passthrough_body(req, "deepseek-v4-pro", Dialect.DEEPSEEK)))
+    return bodies
+
+
+def _responses(body: dict[str, Any]) -> Request:
+    from crossmodel_protocols.openai_responses import ResponsesIngress
+
+    return ResponsesIngress().parse_request(orjson.dumps({"model": "m", "input": "x", **body}), {})
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: parse({"model": "m", "messages": [{"role": "user", "content": "x"}]}), {}),
+        (
+            lambda: parse(
+                {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
+            ),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
+        ),
+        (
+            lambda: parse(
+                {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"}
+            ),
+            {"thinking": {"type": "disabled"}},
+        ),
+        (lambda: _anthropic({"thinking": {"type": "disabled"}}), {"thinking": {"type": "disabled"}}),
+        (lambda: _anthropic({"thinking": {"type": "adaptive"}}), {"thinking": {"type": "enabled"}}),
+        (
+            lambda: _anthropic({"thinking": {"type": "enabled", "budget_tokens": 31999}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
+        ),
+        (
+            lambda: _anthropic({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
+        ),
+        (
+            lambda: _responses({"reasoning": {"effort": "high"}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
+        ),
+        (lambda: _responses({"reasoning": {"effort": "none"}}), {"thinking": {"type": "disabled"}}),
+    ],
+)
+def test_reasoning_settings_reach_deepseek_in_its_own_fields(make: Any, expected: dict[str, Any]) -> None:
+    req = make()
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert {k: body[k] for k in ("thinking", "reasoning_effort") if k in body} == expected
+    # A DeepSeek model without reasoning (deepseek-chat) gets none of them.
+    req.capabilities = frozenset({"tools"})
+    for body in _deepseek_bodies(req):
+        assert "thinking" not in body
+        assert "reasoning_effort" not in body
+
+
+def test_a_chat_clients_own_deepseek_thinking_field_is_sent_as_given() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "high",
+            "thinking": {"type": "enabled"},
+            "tools": [WEATHER],
+            "tool_choice": "required",
+        }
+    )
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert body["thinking"] == {"type": "enabled"}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_a_forced_tool_choice_turns_deepseek_thinking_off(choice: Any) -> None:
+    # DeepSeek V4: 400 "Thinking mode does not support this tool_choice".
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [WEATHER],
+            "tool_choice": choice,
+            "reasoning_effort": "high",
+        }
+    )
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert body["thinking"] == {"type": "disabled"}
+        assert "reasoning_effort" not in body
+        assert body["tool_choice"] == choice
+    auto = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER]})
+    auto.capabilities = DS_REASONING
+    for body in _deepseek_bodies(auto):
+        assert "thinking" not in body
+
+
+def _tool_turn(reasoning: str | None) -> dict[str, Any]:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    turn: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    if reasoning is not None:
+        turn["reasoning_content"] = reasoning
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "x"},
+            turn,
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ],
+        "tools": [WEATHER],
+    }
+
+
+CLAUDE_CALL = {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}
+
+
+def test_tool_turns_without_their_reasoning_turn_deepseek_thinking_off() -> None:
+    # DeepSeek: the reasoning_content of tool-call turns must be passed back in thinking mode.
+    for reasoning in (None, ""):
+        req = parse(_tool_turn(reasoning))
+        req.capabilities = DS_REASONING
+        for body in _deepseek_bodies(req):
+            assert body["thinking"] == {"type": "disabled"}
+    kept = parse(_tool_turn("I should look it up"))
+    kept.capabilities = DS_REASONING
+    for body in _deepseek_bodies(kept):
+        assert "thinking" not in body
+        assert body["messages"][1]["reasoning_content"] == "I should look it up"
+    # The same from an Anthropic client whose tool call came from another vendor (no thinking).
+    claude = _anthropic(
+        {
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [CLAUDE_CALL]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+            ],
+        }
+    )
+    claude.capabilities = DS_REASONING
+    (body,) = _deepseek_bodies(claude)
+    assert body["thinking"] == {"type": "disabled"}
+    assert "reasoning_effort" not in body

@@ -918,6 +918,49 @@ def openai_effort(request: Request) -> str | None:
     return "low" if b < 4096 else "medium" if b < 16384 else "high"
 
 
+def _forces_a_tool(request: Request) -> bool:
+    tc = request.tool_choice
+    return tc is not None and tc.mode in ("required", "tool") and bool(request.tools)
+
+
+def _unreasoned_tool_turn(request: Request) -> bool:
+    """An assistant tool-call turn whose reasoning is not in the history (the call came from
+    another vendor, or from a client that does not keep `reasoning_content`)."""
+    return any(
+        m.role == "assistant"
+        and any(isinstance(p, ToolCallPart) for p in m.content)
+        and not any(isinstance(p, ReasoningPart) and p.text for p in m.content)
+        for m in request.messages
+    )
+
+
+def deepseek_thinking(request: Request) -> dict[str, Any]:
+    """DeepSeek's own reasoning fields (`thinking: {"type": "enabled"|"disabled"}`,
+    `reasoning_effort`) for the request, on a model with the `reasoning` capability; thinking
+    is on by default there. It is turned off, reasoning being advisory, where DeepSeek refuses
+    thinking: a forced tool choice, and tool-call turns in the history without their
+    `reasoning_content`. A chat client's own `thinking` field is sent as given instead."""
+    if not request.capable("reasoning"):
+        return {}
+    if request.ingress is Protocol.OPENAI_CHAT and "thinking" in request.extra:
+        return {}
+    off: dict[str, Any] = {"thinking": {"type": "disabled"}}
+    if _forces_a_tool(request) or _unreasoned_tool_turn(request):
+        return off
+    r = request.reasoning
+    if r is None:
+        return {}
+    if not r.enabled or r.effort == "none":
+        return off
+    out: dict[str, Any] = {"thinking": {"type": "enabled"}}
+    if r.effort is not None:
+        # DeepSeek takes minimal ... xhigh and max, and maps them to its own levels itself.
+        out["reasoning_effort"] = r.effort
+    elif r.budget_tokens is not None:
+        out["reasoning_effort"] = "low" if r.budget_tokens < 4096 else "high"
+    return out
+
+
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
     v.refuse_choices(request)
@@ -968,6 +1011,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         effort = openai_effort(request)
         if effort:
             body["reasoning_effort"] = effort
+    elif dialect is Dialect.DEEPSEEK:
+        body.update(deepseek_thinking(request))
     if request.end_user and dialect is Dialect.OPENAI:
         body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata and dialect is Dialect.OPENAI:
@@ -1289,6 +1334,8 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
             body["max_tokens"] = body.pop("max_completion_tokens")
         for k in OPENAI_ONLY_FIELDS:
             body.pop(k, None)
+        if dialect is Dialect.DEEPSEEK:
+            body.update(deepseek_thinking(request))
         msgs = body["messages"]
         if any(m.get("role") == "developer" for m in msgs):
             body["messages"] = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in msgs]
