@@ -978,3 +978,69 @@ def test_tool_turns_without_their_reasoning_turn_deepseek_thinking_off() -> None
     (body,) = _deepseek_bodies(claude)
     assert body["thinking"] == {"type": "disabled"}
     assert "reasoning_effort" not in body
+
+
+# ------------------------------------------------------------------------------ structured output
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (
+            lambda: parse(
+                {
+                    "model": "m",
+                    "messages": [{"role": "user", "content": "x"}],
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "a", "schema": SCHEMA},
+                    },
+                }
+            ),
+            "response_format.type",
+        ),
+        (
+            lambda: _anthropic({"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}),
+            "output_config.format.type",
+        ),
+        (
+            lambda: _responses({"text": {"format": {"type": "json_schema", "name": "a", "schema": SCHEMA}}}),
+            "text.format.type",
+        ),
+    ],
+)
+def test_a_json_schema_is_refused_for_models_without_structured_outputs(make: Any, param: str) -> None:
+    # DeepSeek answers 400 "This response_format type is unavailable now" (text / json_object only).
+    req = make()
+    req.capabilities = frozenset({"tools", "json_mode", "reasoning"})
+    builders = [lambda: ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-v4-pro", "")]
+    if req.ingress is Protocol.OPENAI_CHAT:
+        builders.append(lambda: passthrough_body(req, "deepseek-v4-pro", Dialect.DEEPSEEK))
+    for build in builders:
+        with pytest.raises(InvalidRequest) as caught:
+            build()
+        assert (caught.value.param, caught.value.code) == (param, "unsupported_value")
+    req.capabilities = frozenset({"json_mode", "structured_outputs"})
+    for dialect in (Dialect.COMPATIBLE, Dialect.OPENAI):
+        body = orjson.loads(ChatProvider(dialect).build_request(req, "grok-4", "").body)
+        assert body["response_format"]["type"] == "json_schema"
+        if req.ingress is Protocol.OPENAI_CHAT:
+            assert (
+                orjson.loads(passthrough_body(req, "grok-4", dialect))["response_format"]["type"]
+                == "json_schema"
+            )
+
+
+def test_json_mode_still_reaches_models_without_structured_outputs() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Answer in JSON"}],
+            "response_format": {"type": "json_object"},
+        }
+    )
+    req.capabilities = frozenset({"json_mode"})
+    for body in _deepseek_bodies(req):
+        assert body["response_format"] == {"type": "json_object"}

@@ -961,8 +961,33 @@ def deepseek_thinking(request: Request) -> dict[str, Any]:
     return out
 
 
+_SCHEMA_FIELD = {
+    Protocol.OPENAI_CHAT: "response_format.type",
+    Protocol.OPENAI_RESPONSES: "text.format.type",
+    Protocol.ANTHROPIC_MESSAGES: "output_config.format.type",
+}
+
+
+def refuse_json_schema(request: Request) -> None:
+    """A JSON schema asked of a model without `structured_outputs` (DeepSeek answers 400 "This
+    response_format type is unavailable now"). Not sent as JSON mode instead: the answer would
+    be JSON but not held to the schema, and a client parsing it into that schema could not
+    tell; JSON mode is there for the client to ask."""
+    rf = request.response_format
+    if rf is None or rf.type != "json_schema" or request.capable("structured_outputs"):
+        return
+    param = _SCHEMA_FIELD.get(request.ingress, "response_format.type")
+    raise InvalidRequest(
+        f"Invalid value for '{param}': 'json_schema' (structured output) is not supported with "
+        "this model. Use 'json_object' (JSON mode) and describe the schema in the prompt.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
+    refuse_json_schema(request)
     v.refuse_choices(request)
     if dialect is not Dialect.OPENAI or request.ingress is Protocol.ANTHROPIC_MESSAGES:
         v.refuse_file_ids(request)
@@ -1315,6 +1340,7 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
     raw = request.raw
     if raw is None:
         return orjson.dumps(build_chat_body(request, upstream_model, dialect))
+    refuse_json_schema(request)
     body = dict(raw)
     body["model"] = upstream_model
     if request.stream:
