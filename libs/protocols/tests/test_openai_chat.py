@@ -784,10 +784,12 @@ def test_images_of_responses_function_outputs_follow_the_tool_message() -> None:
 )
 def test_stop_sequences_beyond_the_vendors_limit_are_refused_not_cut(provider: Any, taken: int) -> None:
     stops = [f"STOP{i}" for i in range(taken + 1)]
-    body = orjson.loads(provider.build_request(_anthropic({"stop_sequences": stops[:taken]}), "m", "").body)
+    within, beyond = _anthropic({"stop_sequences": stops[:taken]}), _anthropic({"stop_sequences": stops})
+    within.capabilities = beyond.capabilities = frozenset({"tools"})  # OpenAI's reasoning models take none
+    body = orjson.loads(provider.build_request(within, "m", "").body)
     assert stops[taken - 1] in orjson.dumps(body).decode()
     with pytest.raises(InvalidRequest) as e:
-        provider.build_request(_anthropic({"stop_sequences": stops}), "m", "")
+        provider.build_request(beyond, "m", "")
     assert e.value.param == "stop_sequences"
     assert e.value.code == "array_above_max_length"
 
@@ -1044,3 +1046,49 @@ def test_json_mode_still_reaches_models_without_structured_outputs() -> None:
     req.capabilities = frozenset({"json_mode"})
     for body in _deepseek_bodies(req):
         assert body["response_format"] == {"type": "json_object"}
+
+
+# ------------------------------------------------------------------------------ OpenAI reasoning models
+
+SAMPLING = {"temperature": 0, "top_p": 0.5}
+
+
+def test_sampling_from_other_protocols_is_dropped_for_openai_reasoning_models() -> None:
+    # o4-mini: 400 "Unsupported value: 'temperature' does not support 0 with this model."
+    req = _anthropic(SAMPLING)
+    req.capabilities = frozenset({"tools", "reasoning"})
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "o4-mini", "").body)
+    assert not {"temperature", "top_p"} & set(body)
+    req.capabilities = frozenset({"tools"})
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "").body)
+    assert (body["temperature"], body["top_p"]) == (0, 0.5)
+    # A chat client talking to OpenAI keeps what it sent, on both paths.
+    chat = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "temperature": 0,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.5,
+            "stop": ["zz"],
+        }
+    )
+    chat.capabilities = frozenset({"tools", "reasoning"})
+    for body in (
+        orjson.loads(ChatProvider(Dialect.OPENAI).build_request(chat, "o4-mini", "").body),
+        orjson.loads(passthrough_body(chat, "o4-mini", Dialect.OPENAI)),
+    ):
+        assert (body["temperature"], body["presence_penalty"], body["stop"]) == (0, 0.5, ["zz"])
+
+
+def test_stop_sequences_from_other_protocols_are_refused_for_openai_reasoning_models() -> None:
+    # o3 / o4-mini: 400 "Unsupported parameter: 'stop' is not supported with this model."
+    req = _anthropic({"stop_sequences": ["END"]})
+    req.capabilities = frozenset({"tools", "reasoning"})
+    with pytest.raises(InvalidRequest) as caught:
+        ChatProvider(Dialect.OPENAI).build_request(req, "o4-mini", "")
+    assert (caught.value.param, caught.value.code) == ("stop_sequences", "unsupported_parameter")
+    # Other vendors' reasoning models take it.
+    assert orjson.loads(ChatProvider(Dialect.COMPATIBLE).build_request(req, "grok-4", "").body)["stop"] == [
+        "END"
+    ]

@@ -998,6 +998,15 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         body["max_completion_tokens" if dialect is Dialect.OPENAI else "max_tokens"] = request.max_tokens
+    # OpenAI's reasoning models refuse the sampling settings (a temperature or top_p but 1,
+    # penalties) and `stop`. A client of another protocol could not know: its sampling settings
+    # are dropped, but a stop sequence cannot be (the answer would run past it), so it is refused.
+    # A chat client talking to OpenAI gets what it sent, and OpenAI's answer.
+    openai_reasoning = (
+        dialect is Dialect.OPENAI
+        and request.ingress is not Protocol.OPENAI_CHAT
+        and request.capable("reasoning")
+    )
     for key, value in (
         ("temperature", request.temperature),
         ("top_p", request.top_p),
@@ -1005,8 +1014,15 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         ("presence_penalty", request.presence_penalty),
         ("frequency_penalty", request.frequency_penalty),
     ):
-        if value is not None:
+        if value is not None and not (openai_reasoning and key != "seed"):
             body[key] = value
+    if request.stop and openai_reasoning:
+        param = "stop_sequences" if request.ingress is Protocol.ANTHROPIC_MESSAGES else "stop"
+        raise InvalidRequest(
+            f"Unsupported parameter: '{param}' is not supported with this model.",
+            param=param,
+            code="unsupported_parameter",
+        )
     if request.stop:
         v.refuse_stop_over(request, 16 if dialect is Dialect.DEEPSEEK else 4)
         body["stop"] = request.stop
