@@ -1092,3 +1092,47 @@ def test_stop_sequences_from_other_protocols_are_refused_for_openai_reasoning_mo
     assert orjson.loads(ChatProvider(Dialect.COMPATIBLE).build_request(req, "grok-4", "").body)["stop"] == [
         "END"
     ]
+
+
+# ------------------------------------------------------------------------------ text part boundaries
+
+REMINDER = "<system-reminder>\nToday is Monday.\n</system-reminder>"
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_adjacent_text_parts_keep_their_boundary(dialect: Dialect) -> None:
+    # Claude Code sends a reminder block and the request as two text blocks.
+    req = _anthropic(
+        {
+            "tools": [{"name": "grep", "input_schema": {"type": "object"}}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": REMINDER}, {"type": "text", "text": "find"}],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Looking."},
+                        {"type": "text", "text": "Searching now."},
+                        {"type": "tool_use", "id": "t1", "name": "grep", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": "a.py"}, {"type": "text", "text": "b.py"}],
+                        }
+                    ],
+                },
+            ],
+        }
+    )
+    req.capabilities = frozenset({"tools"})
+    msgs = orjson.loads(ChatProvider(dialect).build_request(req, "up", "").body)["messages"]
+    assert msgs[0]["content"] == REMINDER + "\n\nfind"
+    assert msgs[1]["content"] == "Looking.\n\nSearching now."
+    assert msgs[2]["content"] == "a.py\n\nb.py"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -784,9 +784,18 @@ def _image_url(p: ImagePart) -> dict[str, Any]:
     return out
 
 
+# Between the text parts of one message sent as one string: a blank line keeps their boundary
+# (Claude Code's `<system-reminder>` block and the request after it), where "" glued them.
+TEXT_PART_SEPARATOR = "\n\n"
+
+
+def _joined_text(parts: Sequence[Part]) -> str:
+    return TEXT_PART_SEPARATOR.join(p.text for p in parts if isinstance(p, TextPart) and p.text)
+
+
 def _content_to_openai(parts: list[Part]) -> str | list[dict[str, Any]]:
     if all(isinstance(p, TextPart) for p in parts):
-        return "".join(p.text for p in parts if isinstance(p, TextPart))
+        return _joined_text(parts)
     return _parts_to_openai(parts)
 
 
@@ -824,7 +833,7 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.role == "tool":
             for p in m.content:
                 if isinstance(p, ToolResultPart):
-                    text = "".join(c.text for c in p.content if isinstance(c, TextPart))
+                    text = _joined_text(p.content)
                     others: list[Part] = [c for c in p.content if not isinstance(c, TextPart)]
                     if others:
                         attached.append(
@@ -843,7 +852,7 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.role == "user":
             msg: dict[str, Any] = {"role": "user", "content": _content_to_openai(m.content)}
         else:
-            text = "".join(p.text for p in m.content if isinstance(p, TextPart))
+            text = _joined_text(m.content)
             calls = [
                 {
                     "id": p.id,
