@@ -337,19 +337,21 @@ async def chat_reasoning(c: Ctx, vendor: str, model: str) -> None:
 
 async def chat_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
     """Reasoning with a forced tool call and OpenAI's sampling range, then the tool loop: a chat
-    client has no field for a thinking signature, so Claude is asked without thinking there."""
+    client has no field for a thinking signature, so Claude is asked without thinking there.
+    OpenAI's reasoning models take no sampling settings (a chat client's reach OpenAI as sent),
+    so o4-mini is asked without them; DeepSeek gets thinking off for the forced call."""
     model = REASONING_MODELS[vendor]
     marker = tag()
     prompt = f"Weather and time in Paris {marker} [sim:thinking] {TOOL_MARKERS}"
     messages: list[Any] = [{"role": "user", "content": prompt}]
+    sampling: dict[str, Any] = {} if vendor == "openai" else {"temperature": 1.5, "top_p": 0.9}
     r = await c.oa.chat.completions.create(
         model=model,
         messages=messages,
         tools=chat_tools(),
         tool_choice="required",
         reasoning_effort="low",
-        temperature=1.5,
-        top_p=0.9,
+        **sampling,
     )
     msg = r.choices[0].message
     assert msg.tool_calls is not None
@@ -358,6 +360,8 @@ async def chat_reasoning_tools(c: Ctx, vendor: str, model: str) -> None:
         sent = (await c.upstream(marker))["body"]
         assert (sent["tool_choice"], sent.get("thinking")) == ({"type": "any"}, None)
         assert (sent["temperature"], sent.get("top_p")) == (1, None)
+    if vendor == "deepseek":
+        assert (await c.upstream(marker))["body"]["thinking"] == {"type": "disabled"}
 
     follow = f"Thanks {tag()}"
     messages += [
@@ -399,6 +403,18 @@ async def chat_json_mode(c: Ctx, vendor: str, model: str) -> None:
         },
     }
     marker = tag()
+    if vendor == "deepseek":
+        # No structured outputs there (DeepSeek takes text and json_object only): refused, naming
+        # the field, rather than an answer not held to the schema.
+        with pytest.raises(openai.BadRequestError) as caught:
+            await c.oa.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": f"Schema {marker}"}],
+                response_format=schema,
+            )
+        assert caught.value.param == "response_format.type"
+        assert caught.value.code == "unsupported_value"
+        return
     r = await c.oa.chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": f"Schema {marker}"}],

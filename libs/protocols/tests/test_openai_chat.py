@@ -15,6 +15,7 @@ from crossmodel_protocols.canonical import (
     ImagePart,
     InvalidRequest,
     Message,
+    Protocol,
     ReasoningConfig,
     ReasoningDelta,
     ReasoningPart,
@@ -783,10 +784,12 @@ def test_images_of_responses_function_outputs_follow_the_tool_message() -> None:
 )
 def test_stop_sequences_beyond_the_vendors_limit_are_refused_not_cut(provider: Any, taken: int) -> None:
     stops = [f"STOP{i}" for i in range(taken + 1)]
-    body = orjson.loads(provider.build_request(_anthropic({"stop_sequences": stops[:taken]}), "m", "").body)
+    within, beyond = _anthropic({"stop_sequences": stops[:taken]}), _anthropic({"stop_sequences": stops})
+    within.capabilities = beyond.capabilities = frozenset({"tools"})  # OpenAI's reasoning models take none
+    body = orjson.loads(provider.build_request(within, "m", "").body)
     assert stops[taken - 1] in orjson.dumps(body).decode()
     with pytest.raises(InvalidRequest) as e:
-        provider.build_request(_anthropic({"stop_sequences": stops}), "m", "")
+        provider.build_request(beyond, "m", "")
     assert e.value.param == "stop_sequences"
     assert e.value.code == "array_above_max_length"
 
@@ -824,3 +827,312 @@ def test_the_fast_path_drops_reasoning_effort_for_a_model_without_reasoning_like
     assert "reasoning_effort" not in orjson.loads(passthrough_body(req, "gpt-4.1", Dialect.OPENAI))
     req.capabilities = frozenset({"reasoning"})
     assert orjson.loads(passthrough_body(req, "o4-mini", Dialect.OPENAI))["reasoning_effort"] == "low"
+
+
+# ------------------------------------------------------------------------------ DeepSeek thinking
+
+DS_REASONING = frozenset({"tools", "reasoning"})
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def _deepseek_bodies(req: Request) -> list[dict[str, Any]]:
+    """What DeepSeek gets on the canonical path and, for chat clients, on the fast path."""
+    bodies = [orjson.loads(ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-v4-pro", "").body)]
+    if req.ingress is Protocol.OPENAI_CHAT:
+        bodies.append(orjson.loads(passthrough_body(req, "deepseek-v4-pro", Dialect.DEEPSEEK)))
+    return bodies
+
+
+def _responses(body: dict[str, Any]) -> Request:
+    from crossmodel_protocols.openai_responses import ResponsesIngress
+
+    return ResponsesIngress().parse_request(orjson.dumps({"model": "m", "input": "x", **body}), {})
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: parse({"model": "m", "messages": [{"role": "user", "content": "x"}]}), {}),
+        (
+            lambda: parse(
+                {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}
+            ),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
+        ),
+        (
+            lambda: parse(
+                {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"}
+            ),
+            {"thinking": {"type": "disabled"}},
+        ),
+        (lambda: _anthropic({"thinking": {"type": "disabled"}}), {"thinking": {"type": "disabled"}}),
+        (lambda: _anthropic({"thinking": {"type": "adaptive"}}), {"thinking": {"type": "enabled"}}),
+        (
+            lambda: _anthropic({"thinking": {"type": "enabled", "budget_tokens": 31999}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
+        ),
+        (
+            lambda: _anthropic({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "low"},
+        ),
+        (
+            lambda: _responses({"reasoning": {"effort": "high"}}),
+            {"thinking": {"type": "enabled"}, "reasoning_effort": "high"},
+        ),
+        (lambda: _responses({"reasoning": {"effort": "none"}}), {"thinking": {"type": "disabled"}}),
+    ],
+)
+def test_reasoning_settings_reach_deepseek_in_its_own_fields(make: Any, expected: dict[str, Any]) -> None:
+    req = make()
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert {k: body[k] for k in ("thinking", "reasoning_effort") if k in body} == expected
+    # A DeepSeek model without reasoning (deepseek-chat) gets none of them.
+    req.capabilities = frozenset({"tools"})
+    for body in _deepseek_bodies(req):
+        assert "thinking" not in body
+        assert "reasoning_effort" not in body
+
+
+def test_a_chat_clients_own_deepseek_thinking_field_is_sent_as_given() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "high",
+            "thinking": {"type": "enabled"},
+            "tools": [WEATHER],
+            "tool_choice": "required",
+        }
+    )
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert body["thinking"] == {"type": "enabled"}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_a_forced_tool_choice_turns_deepseek_thinking_off(choice: Any) -> None:
+    # DeepSeek V4: 400 "Thinking mode does not support this tool_choice".
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [WEATHER],
+            "tool_choice": choice,
+            "reasoning_effort": "high",
+        }
+    )
+    req.capabilities = DS_REASONING
+    for body in _deepseek_bodies(req):
+        assert body["thinking"] == {"type": "disabled"}
+        assert "reasoning_effort" not in body
+        assert body["tool_choice"] == choice
+    auto = parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER]})
+    auto.capabilities = DS_REASONING
+    for body in _deepseek_bodies(auto):
+        assert "thinking" not in body
+
+
+def _tool_turn(reasoning: str | None) -> dict[str, Any]:
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    turn: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    if reasoning is not None:
+        turn["reasoning_content"] = reasoning
+    return {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "x"},
+            turn,
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ],
+        "tools": [WEATHER],
+    }
+
+
+CLAUDE_CALL = {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}
+
+
+def test_tool_turns_without_their_reasoning_turn_deepseek_thinking_off() -> None:
+    # DeepSeek: the reasoning_content of tool-call turns must be passed back in thinking mode.
+    for reasoning in (None, ""):
+        req = parse(_tool_turn(reasoning))
+        req.capabilities = DS_REASONING
+        for body in _deepseek_bodies(req):
+            assert body["thinking"] == {"type": "disabled"}
+    kept = parse(_tool_turn("I should look it up"))
+    kept.capabilities = DS_REASONING
+    for body in _deepseek_bodies(kept):
+        assert "thinking" not in body
+        assert body["messages"][1]["reasoning_content"] == "I should look it up"
+    # The same from an Anthropic client whose tool call came from another vendor (no thinking).
+    claude = _anthropic(
+        {
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": [CLAUDE_CALL]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+            ],
+        }
+    )
+    claude.capabilities = DS_REASONING
+    (body,) = _deepseek_bodies(claude)
+    assert body["thinking"] == {"type": "disabled"}
+    assert "reasoning_effort" not in body
+
+
+# ------------------------------------------------------------------------------ structured output
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (
+            lambda: parse(
+                {
+                    "model": "m",
+                    "messages": [{"role": "user", "content": "x"}],
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "a", "schema": SCHEMA},
+                    },
+                }
+            ),
+            "response_format.type",
+        ),
+        (
+            lambda: _anthropic({"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}),
+            "output_config.format.type",
+        ),
+        (
+            lambda: _responses({"text": {"format": {"type": "json_schema", "name": "a", "schema": SCHEMA}}}),
+            "text.format.type",
+        ),
+    ],
+)
+def test_a_json_schema_is_refused_for_models_without_structured_outputs(make: Any, param: str) -> None:
+    # DeepSeek answers 400 "This response_format type is unavailable now" (text / json_object only).
+    req = make()
+    req.capabilities = frozenset({"tools", "json_mode", "reasoning"})
+    builders = [lambda: ChatProvider(Dialect.DEEPSEEK).build_request(req, "deepseek-v4-pro", "")]
+    if req.ingress is Protocol.OPENAI_CHAT:
+        builders.append(lambda: passthrough_body(req, "deepseek-v4-pro", Dialect.DEEPSEEK))
+    for build in builders:
+        with pytest.raises(InvalidRequest) as caught:
+            build()
+        assert (caught.value.param, caught.value.code) == (param, "unsupported_value")
+    req.capabilities = frozenset({"json_mode", "structured_outputs"})
+    for dialect in (Dialect.COMPATIBLE, Dialect.OPENAI):
+        body = orjson.loads(ChatProvider(dialect).build_request(req, "grok-4", "").body)
+        assert body["response_format"]["type"] == "json_schema"
+        if req.ingress is Protocol.OPENAI_CHAT:
+            assert (
+                orjson.loads(passthrough_body(req, "grok-4", dialect))["response_format"]["type"]
+                == "json_schema"
+            )
+
+
+def test_json_mode_still_reaches_models_without_structured_outputs() -> None:
+    req = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Answer in JSON"}],
+            "response_format": {"type": "json_object"},
+        }
+    )
+    req.capabilities = frozenset({"json_mode"})
+    for body in _deepseek_bodies(req):
+        assert body["response_format"] == {"type": "json_object"}
+
+
+# ------------------------------------------------------------------------------ OpenAI reasoning models
+
+SAMPLING = {"temperature": 0, "top_p": 0.5}
+
+
+def test_sampling_from_other_protocols_is_dropped_for_openai_reasoning_models() -> None:
+    # o4-mini: 400 "Unsupported value: 'temperature' does not support 0 with this model."
+    req = _anthropic(SAMPLING)
+    req.capabilities = frozenset({"tools", "reasoning"})
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "o4-mini", "").body)
+    assert not {"temperature", "top_p"} & set(body)
+    req.capabilities = frozenset({"tools"})
+    body = orjson.loads(ChatProvider(Dialect.OPENAI).build_request(req, "gpt-4.1", "").body)
+    assert (body["temperature"], body["top_p"]) == (0, 0.5)
+    # A chat client talking to OpenAI keeps what it sent, on both paths.
+    chat = parse(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "temperature": 0,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.5,
+            "stop": ["zz"],
+        }
+    )
+    chat.capabilities = frozenset({"tools", "reasoning"})
+    for body in (
+        orjson.loads(ChatProvider(Dialect.OPENAI).build_request(chat, "o4-mini", "").body),
+        orjson.loads(passthrough_body(chat, "o4-mini", Dialect.OPENAI)),
+    ):
+        assert (body["temperature"], body["presence_penalty"], body["stop"]) == (0, 0.5, ["zz"])
+
+
+def test_stop_sequences_from_other_protocols_are_refused_for_openai_reasoning_models() -> None:
+    # o3 / o4-mini: 400 "Unsupported parameter: 'stop' is not supported with this model."
+    req = _anthropic({"stop_sequences": ["END"]})
+    req.capabilities = frozenset({"tools", "reasoning"})
+    with pytest.raises(InvalidRequest) as caught:
+        ChatProvider(Dialect.OPENAI).build_request(req, "o4-mini", "")
+    assert (caught.value.param, caught.value.code) == ("stop_sequences", "unsupported_parameter")
+    # Other vendors' reasoning models take it.
+    assert orjson.loads(ChatProvider(Dialect.COMPATIBLE).build_request(req, "grok-4", "").body)["stop"] == [
+        "END"
+    ]
+
+
+# ------------------------------------------------------------------------------ text part boundaries
+
+REMINDER = "<system-reminder>\nToday is Monday.\n</system-reminder>"
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_adjacent_text_parts_keep_their_boundary(dialect: Dialect) -> None:
+    # Claude Code sends a reminder block and the request as two text blocks.
+    req = _anthropic(
+        {
+            "tools": [{"name": "grep", "input_schema": {"type": "object"}}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": REMINDER}, {"type": "text", "text": "find"}],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Looking."},
+                        {"type": "text", "text": "Searching now."},
+                        {"type": "tool_use", "id": "t1", "name": "grep", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": "a.py"}, {"type": "text", "text": "b.py"}],
+                        }
+                    ],
+                },
+            ],
+        }
+    )
+    req.capabilities = frozenset({"tools"})
+    msgs = orjson.loads(ChatProvider(dialect).build_request(req, "up", "").body)["messages"]
+    assert msgs[0]["content"] == REMINDER + "\n\nfind"
+    assert msgs[1]["content"] == "Looking.\n\nSearching now."
+    assert msgs[2]["content"] == "a.py\n\nb.py"

@@ -292,6 +292,9 @@ TURN = [
         ({"model": "gpt-4.1", "reasoning_effort": "low"}, "reasoning_effort", "unsupported_parameter"),
         ({"model": "gpt-4o-mini", "reasoning_effort": "medium"}, "reasoning_effort", "unsupported_parameter"),
         ({"model": "o4-mini", "reasoning_effort": "minimal"}, "reasoning_effort", "unsupported_value"),
+        ({"model": "o4-mini", "temperature": 0}, "temperature", "unsupported_value"),
+        ({"model": "gpt-5", "top_p": 0.5}, "top_p", "unsupported_value"),
+        ({"model": "o4-mini", "stop": ["END"]}, "stop", "unsupported_parameter"),
         ({"safety_identifier": "u" * 65}, "safety_identifier", "string_above_max_length"),
         (
             {
@@ -328,6 +331,9 @@ async def test_openai_refuses_what_openai_refuses(
     [
         {"model": "o4-mini", "reasoning_effort": "low"},
         {"model": "gpt-5", "reasoning_effort": "minimal"},
+        {"model": "o4-mini", "temperature": 1, "top_p": 1},
+        {"model": "o3-mini", "stop": ["END"]},
+        {"temperature": 0, "top_p": 0.5, "stop": ["END"]},
         {"safety_identifier": "u" * 64},
         {
             "messages": [
@@ -342,6 +348,64 @@ async def test_openai_takes_what_openai_takes(simulator_url: str, extra: dict[st
     async with (
         aiohttp.ClientSession() as s,
         s.post(simulator_url + "/openai/v1/chat/completions", json=body) as r,
+    ):
+        assert r.status == 200, await r.text()
+
+
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"response_format": SCHEMA_FORMAT}, "This response_format type is unavailable now"),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": "required"},
+            "Thinking mode does not support this tool_choice",
+        ),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "thinking": {"type": "enabled"},
+            },
+            "Thinking mode does not support this tool_choice",
+        ),
+    ],
+)
+async def test_deepseek_refuses_what_deepseek_refuses(
+    simulator_url: str, extra: dict[str, Any], message: str
+) -> None:
+    body = {"model": "deepseek-v4-pro", "messages": user("hi"), **extra}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(simulator_url + "/deepseek/chat/completions", json=body) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert error == {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+        async with s.post(simulator_url + "/xai/v1/chat/completions", json=body) as r:
+            assert r.status == 200
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "json_object"}},
+        {"tools": [WEATHER_TOOL], "tool_choice": "auto"},
+        {"tools": [WEATHER_TOOL], "tool_choice": "required", "thinking": {"type": "disabled"}},
+        {"model": "deepseek-chat", "tools": [WEATHER_TOOL], "tool_choice": "required"},
+    ],
+)
+async def test_deepseek_takes_what_deepseek_takes(simulator_url: str, extra: dict[str, Any]) -> None:
+    body = {"model": "deepseek-v4-pro", "messages": user("hi"), **extra}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(simulator_url + "/deepseek/chat/completions", json=body) as r,
     ):
         assert r.status == 200, await r.text()
 

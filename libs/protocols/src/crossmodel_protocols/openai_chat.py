@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -784,9 +784,18 @@ def _image_url(p: ImagePart) -> dict[str, Any]:
     return out
 
 
+# Between the text parts of one message sent as one string: a blank line keeps their boundary
+# (Claude Code's `<system-reminder>` block and the request after it), where "" glued them.
+TEXT_PART_SEPARATOR = "\n\n"
+
+
+def _joined_text(parts: Sequence[Part]) -> str:
+    return TEXT_PART_SEPARATOR.join(p.text for p in parts if isinstance(p, TextPart) and p.text)
+
+
 def _content_to_openai(parts: list[Part]) -> str | list[dict[str, Any]]:
     if all(isinstance(p, TextPart) for p in parts):
-        return "".join(p.text for p in parts if isinstance(p, TextPart))
+        return _joined_text(parts)
     return _parts_to_openai(parts)
 
 
@@ -824,7 +833,7 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.role == "tool":
             for p in m.content:
                 if isinstance(p, ToolResultPart):
-                    text = "".join(c.text for c in p.content if isinstance(c, TextPart))
+                    text = _joined_text(p.content)
                     others: list[Part] = [c for c in p.content if not isinstance(c, TextPart)]
                     if others:
                         attached.append(
@@ -843,7 +852,7 @@ def _messages_to_openai(request: Request, dialect: Dialect) -> list[dict[str, An
         if m.role == "user":
             msg: dict[str, Any] = {"role": "user", "content": _content_to_openai(m.content)}
         else:
-            text = "".join(p.text for p in m.content if isinstance(p, TextPart))
+            text = _joined_text(m.content)
             calls = [
                 {
                     "id": p.id,
@@ -918,8 +927,76 @@ def openai_effort(request: Request) -> str | None:
     return "low" if b < 4096 else "medium" if b < 16384 else "high"
 
 
+def _forces_a_tool(request: Request) -> bool:
+    tc = request.tool_choice
+    return tc is not None and tc.mode in ("required", "tool") and bool(request.tools)
+
+
+def _unreasoned_tool_turn(request: Request) -> bool:
+    """An assistant tool-call turn whose reasoning is not in the history (the call came from
+    another vendor, or from a client that does not keep `reasoning_content`)."""
+    return any(
+        m.role == "assistant"
+        and any(isinstance(p, ToolCallPart) for p in m.content)
+        and not any(isinstance(p, ReasoningPart) and p.text for p in m.content)
+        for m in request.messages
+    )
+
+
+def deepseek_thinking(request: Request) -> dict[str, Any]:
+    """DeepSeek's own reasoning fields (`thinking: {"type": "enabled"|"disabled"}`,
+    `reasoning_effort`) for the request, on a model with the `reasoning` capability; thinking
+    is on by default there. It is turned off, reasoning being advisory, where DeepSeek refuses
+    thinking: a forced tool choice, and tool-call turns in the history without their
+    `reasoning_content`. A chat client's own `thinking` field is sent as given instead."""
+    if not request.capable("reasoning"):
+        return {}
+    if request.ingress is Protocol.OPENAI_CHAT and "thinking" in request.extra:
+        return {}
+    off: dict[str, Any] = {"thinking": {"type": "disabled"}}
+    if _forces_a_tool(request) or _unreasoned_tool_turn(request):
+        return off
+    r = request.reasoning
+    if r is None:
+        return {}
+    if not r.enabled or r.effort == "none":
+        return off
+    out: dict[str, Any] = {"thinking": {"type": "enabled"}}
+    if r.effort is not None:
+        # DeepSeek takes minimal ... xhigh and max, and maps them to its own levels itself.
+        out["reasoning_effort"] = r.effort
+    elif r.budget_tokens is not None:
+        out["reasoning_effort"] = "low" if r.budget_tokens < 4096 else "high"
+    return out
+
+
+_SCHEMA_FIELD = {
+    Protocol.OPENAI_CHAT: "response_format.type",
+    Protocol.OPENAI_RESPONSES: "text.format.type",
+    Protocol.ANTHROPIC_MESSAGES: "output_config.format.type",
+}
+
+
+def refuse_json_schema(request: Request) -> None:
+    """A JSON schema asked of a model without `structured_outputs` (DeepSeek answers 400 "This
+    response_format type is unavailable now"). Not sent as JSON mode instead: the answer would
+    be JSON but not held to the schema, and a client parsing it into that schema could not
+    tell; JSON mode is there for the client to ask."""
+    rf = request.response_format
+    if rf is None or rf.type != "json_schema" or request.capable("structured_outputs"):
+        return
+    param = _SCHEMA_FIELD.get(request.ingress, "response_format.type")
+    raise InvalidRequest(
+        f"Invalid value for '{param}': 'json_schema' (structured output) is not supported with "
+        "this model. Use 'json_object' (JSON mode) and describe the schema in the prompt.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
 def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> dict[str, Any]:
     v.refuse_vendor_only_fields(request, Protocol.OPENAI_CHAT)
+    refuse_json_schema(request)
     v.refuse_choices(request)
     if dialect is not Dialect.OPENAI or request.ingress is Protocol.ANTHROPIC_MESSAGES:
         v.refuse_file_ids(request)
@@ -930,6 +1007,15 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
         body["max_completion_tokens" if dialect is Dialect.OPENAI else "max_tokens"] = request.max_tokens
+    # OpenAI's reasoning models refuse the sampling settings (a temperature or top_p but 1,
+    # penalties) and `stop`. A client of another protocol could not know: its sampling settings
+    # are dropped, but a stop sequence cannot be (the answer would run past it), so it is refused.
+    # A chat client talking to OpenAI gets what it sent, and OpenAI's answer.
+    openai_reasoning = (
+        dialect is Dialect.OPENAI
+        and request.ingress is not Protocol.OPENAI_CHAT
+        and request.capable("reasoning")
+    )
     for key, value in (
         ("temperature", request.temperature),
         ("top_p", request.top_p),
@@ -937,8 +1023,15 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         ("presence_penalty", request.presence_penalty),
         ("frequency_penalty", request.frequency_penalty),
     ):
-        if value is not None:
+        if value is not None and not (openai_reasoning and key != "seed"):
             body[key] = value
+    if request.stop and openai_reasoning:
+        param = "stop_sequences" if request.ingress is Protocol.ANTHROPIC_MESSAGES else "stop"
+        raise InvalidRequest(
+            f"Unsupported parameter: '{param}' is not supported with this model.",
+            param=param,
+            code="unsupported_parameter",
+        )
     if request.stop:
         v.refuse_stop_over(request, 16 if dialect is Dialect.DEEPSEEK else 4)
         body["stop"] = request.stop
@@ -968,6 +1061,8 @@ def build_chat_body(request: Request, upstream_model: str, dialect: Dialect) -> 
         effort = openai_effort(request)
         if effort:
             body["reasoning_effort"] = effort
+    elif dialect is Dialect.DEEPSEEK:
+        body.update(deepseek_thinking(request))
     if request.end_user and dialect is Dialect.OPENAI:
         body["safety_identifier"] = openai_safety_identifier(request.end_user)
     if request.metadata and dialect is Dialect.OPENAI:
@@ -1270,6 +1365,7 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
     raw = request.raw
     if raw is None:
         return orjson.dumps(build_chat_body(request, upstream_model, dialect))
+    refuse_json_schema(request)
     body = dict(raw)
     body["model"] = upstream_model
     if request.stream:
@@ -1289,6 +1385,8 @@ def passthrough_body(request: Request, upstream_model: str, dialect: Dialect) ->
             body["max_tokens"] = body.pop("max_completion_tokens")
         for k in OPENAI_ONLY_FIELDS:
             body.pop(k, None)
+        if dialect is Dialect.DEEPSEEK:
+            body.update(deepseek_thinking(request))
         msgs = body["messages"]
         if any(m.get("role") == "developer" for m in msgs):
             body["messages"] = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in msgs]

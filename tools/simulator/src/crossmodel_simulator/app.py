@@ -15,8 +15,10 @@ wire format.
   (`crossmodel_simulator.responses.reply_for_chat_view` predicts it all).
 - `/openai/v1` refuses, with OpenAI's 400, what OpenAI refuses and a gateway could send by
   mistake (`crossmodel_simulator.openai_rules`): reasoning settings for a model without
-  reasoning, an effort an o-series model lacks, a `safety_identifier` over 64 characters, and
-  anything but text in a `tool` message.
+  reasoning, an effort an o-series model lacks, sampling other than the default or `stop` on a
+  reasoning model, a `safety_identifier` over 64 characters, and anything but text in a `tool`
+  message. `/deepseek` refuses a `json_schema` response format and, in thinking mode, a
+  forced `tool_choice`, as DeepSeek does.
 - `POST /openai/v1/responses`: OpenAI Responses (`crossmodel_simulator.responses`).
 - `POST /gemini/v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`: Gemini
   (`crossmodel_simulator.gemini`; also under `/gemini/v1/`).
@@ -147,10 +149,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return parsed
     body = parsed
     request.app[STATS]["requests"] += 1
-    if vendor == "openai":
-        refusal = openai_rules.chat_refusal(body)
+    if vendor in ("openai", "deepseek"):
+        refusal = (openai_rules.chat_refusal if vendor == "openai" else openai_rules.deepseek_refusal)(body)
         if refusal is not None:
-            return error_response(400, refusal[0], param=refusal[1], code=refusal[2])
+            return error_response(400, refusal[0], param=refusal[1] or None, code=refusal[2])
     exp = expected_completion(body)
     script = exp.script
     if script.delay_ms:
