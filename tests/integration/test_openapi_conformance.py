@@ -341,9 +341,25 @@ async def test_answers_with_logprobs_conform(http: httpx.AsyncClient, case: Case
     assert '"logprobs":[{' in text or '"logprobs":{"content":[{' in text, "no log probabilities came back"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_custom_tool_call_conforms(http: httpx.AsyncClient, stream: bool) -> None:
+    """OpenAI's items other than messages, function calls and reasoning, relayed verbatim on the
+    native path: a `custom` tool's call (Codex's freeform `apply_patch`) and its input events."""
+    tool = {"type": "custom", "name": "apply_patch", "format": {"type": "text"}}
+    case = Case("responses-custom-tool", RESPONSES, "Patch it [sim:tool=apply_patch]", stream=stream)
+    body = case.body(VENDORS["openai"]) | {"tools": [tool]}
+    text = await _conforms_body(http, case, body, "openai")
+    assert '"type":"custom_tool_call"' in text
+    if stream:
+        assert '"type":"response.custom_tool_call_input.delta"' in text
+
+
 async def _conforms(http: httpx.AsyncClient, case: Case, vendor: str) -> str:
-    """Check the answer to `case` against its schema; return its text."""
-    body = case.body(VENDORS[vendor])
+    return await _conforms_body(http, case, case.body(VENDORS[vendor]), vendor)
+
+
+async def _conforms_body(http: httpx.AsyncClient, case: Case, body: dict[str, Any], vendor: str) -> str:
+    """Check the answer to `case` (sent as `body`) against its schema; return its text."""
     if not case.stream:
         resp = await http.post(case.path, json=body)
         assert resp.status_code == 200, resp.text

@@ -203,11 +203,6 @@ def test_string_input_is_one_user_message() -> None:
             "input[0].call_id",
             "missing_required_parameter",
         ),
-        (
-            {"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]},
-            "input[0].type",
-            "unsupported_value",
-        ),
         ({"model": "m", "input": [{"type": "bogus"}]}, "input[0].type", "invalid_value"),
         ({"model": "m", "input": "x", "max_output_tokens": 8}, "max_output_tokens", "invalid_value"),
         ({"model": "m", "input": "x", "temperature": 3}, "temperature", "invalid_value"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
@@ -20,7 +22,7 @@ from crossmodel_protocols.canonical import (
     ToolCallPart,
     Usage,
 )
-from crossmodel_protocols.openai_responses import ResponsesIngress, ResponsesStreamParser
+from crossmodel_protocols.openai_responses import OpenAIProvider, ResponsesIngress, ResponsesStreamParser
 
 GOLDEN = Path(__file__).parent / "golden" / "responses"
 
@@ -221,3 +223,52 @@ async def test_stream_failure_after_first_byte_is_response_failed(server: tuple[
     assert last.response.error is not None
     assert last.response.error.message == "upstream went away"
     assert last.response.id == events[0].response.id  # type: ignore[union-attr]
+
+
+CUSTOM_TOOL = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Apply a patch to the workspace.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch\n"},
+}
+
+
+def _golden_final(name: str) -> dict[str, Any]:
+    block = (GOLDEN / name).read_text().rstrip("\n").split("\n\n")[-1]
+    final: dict[str, Any] = orjson.loads(block.split("\n")[1].removeprefix("data: "))["response"]
+    return final
+
+
+async def test_openai_items_parse_in_the_sdk_streamed_and_not(server: tuple[str, Upstream]) -> None:
+    """A custom tool's call (Codex's freeform `apply_patch`) and hosted tools' calls, as OpenAI
+    sent them, through `responses.stream(...).get_final_response()` and `responses.create`."""
+    base, up = server
+    custom = "openai_upstream_custom_tool.sse"
+    up.responder = lambda req: (render_stream(req, (GOLDEN / custom).read_bytes()), "text/event-stream")
+    async with client(base).responses.stream(
+        model="openai/gpt-5", input="turn debug off", tools=[CUSTOM_TOOL]
+    ) as stream:  # type: ignore[arg-type]
+        deltas = [e.delta async for e in stream if e.type == "response.custom_tool_call_input.delta"]
+        final = await stream.get_final_response()
+    call = final.output[1]
+    assert call.type == "custom_tool_call"
+    assert call.name == "apply_patch"
+    assert call.input == "".join(deltas)
+    assert call.input.startswith("*** Begin Patch\n")
+    assert final.output_text == "Turning debug off."
+
+    hosted = "openai_upstream_hosted_tools.sse"
+    upstream = orjson.dumps(_golden_final(hosted))
+    up.responder = lambda req: (
+        ResponsesIngress().render_response(OpenAIProvider().parse_response(upstream), req),
+        "application/json",
+    )
+    resp = await client(base).responses.create(
+        model="openai/gpt-5", input="draw it", tools=[{"type": "web_search"}, {"type": "image_generation"}]
+    )
+    assert [o.type for o in resp.output] == ["web_search_call", "image_generation_call", "message"]
+    image = resp.output[1]
+    assert image.type == "image_generation_call"
+    assert image.result is not None
+    assert image.result.startswith("iVBOR")
+    assert resp.output_text == "Here is the lighthouse."

@@ -115,6 +115,8 @@ STREAMS: list[tuple[str, str]] = [
     ("anthropic", "anthropic/upstream_server_tools.sse"),
     ("gemini", "gemini/upstream_thoughts_tools.sse"),
     ("openai", "responses/openai_upstream_reasoning_tools.sse"),
+    ("openai", "responses/openai_upstream_custom_tool.sse"),
+    ("openai", "responses/openai_upstream_hosted_tools.sse"),
 ]
 
 _STRINGS = ["", "x", "assistant", "tool_calls", "stop", "text", "function", "{", "[DONE]", "\u0000"]

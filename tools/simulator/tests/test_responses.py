@@ -68,6 +68,37 @@ async def test_stream_with_reasoning_and_tools_through_the_sdk_helper(simulator_
     assert final.usage.input_tokens_details.cached_tokens == 3
 
 
+CUSTOM_TOOL = {"type": "custom", "name": "apply_patch", "format": {"type": "text"}}
+
+
+async def test_a_declared_custom_tool_is_called_as_a_custom_tool_call(simulator_url: str) -> None:
+    """Codex's freeform tools: the call streams its `input` as OpenAI streams it."""
+    body: dict[str, Any] = {
+        "model": "gpt-5",
+        "input": 'turn debug off [sim:tool=apply_patch:{"patch":"-DEBUG = True"}]',
+        "tools": [CUSTOM_TOOL],
+    }
+    exp = expected_response(body)
+    async with client(simulator_url).responses.stream(**body) as stream:
+        events = [e async for e in stream]
+        final = await stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    deltas = "".join(e.delta for e in events if e.type == "response.custom_tool_call_input.delta")
+    assert deltas == '{"patch":"-DEBUG = True"}'
+    done = [e for e in events if e.type == "response.custom_tool_call_input.done"]
+    assert [e.input for e in done] == [deltas]
+    call = final.output[-1]
+    assert call.type == "custom_tool_call"
+    assert call.name == "apply_patch"
+    assert call.id.startswith("ctc_")
+    assert call.input == deltas
+    assert final.usage is not None
+    assert final.usage.output_tokens == exp.output_tokens
+    plain = await client(simulator_url).responses.create(**body)
+    assert [o.type for o in plain.output] == ["message", "custom_tool_call"]
+
+
 async def test_max_output_tokens_makes_it_incomplete(simulator_url: str) -> None:
     stream = await client(simulator_url).responses.create(
         model="gpt-5-mini", input="[sim:words=40]", max_output_tokens=16, stream=True

@@ -1070,7 +1070,8 @@ def messages_to_anthropic(request: Request) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": pending})
             pending = []
         ablocks = [b for b in (_assistant_block(p) for p in m.content) if b is not None]
-        out.append({"role": "assistant", "content": ablocks})
+        if ablocks:  # a turn of only another vendor's items (OpenAI's tool calls) goes without them
+            out.append({"role": "assistant", "content": ablocks})
     if pending:
         out.append({"role": "user", "content": pending})
     return out

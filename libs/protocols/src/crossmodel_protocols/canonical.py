@@ -250,9 +250,12 @@ class VendorPart:
     """A content block that only one vendor's protocol has, verbatim in `raw`: Anthropic's server
     tool calls and their results (`server_tool_use`, `web_search_tool_result`,
     `code_execution_tool_result`, ...), `search_result`, `container_upload`, MCP and compaction
-    blocks. It goes only to `provider`'s protocol (an Anthropic upstream gets it back in the
-    history, an Anthropic client in the answer); every other codec leaves it out. In a stream it
-    opens its block whole (`BlockStart`), and its deltas, if any, are `VendorDelta`s."""
+    blocks; OpenAI's Responses items other than messages, function calls and reasoning
+    (`custom_tool_call`, `web_search_call`, `image_generation_call`, ..., and the client's
+    `custom_tool_call_output`, ...). It goes only to `provider`'s protocol (that vendor gets it
+    back in the history, its protocol's clients in the answer); every other codec leaves it out.
+    In a stream it opens its block whole (`BlockStart`), and its deltas, if any, are
+    `VendorDelta`s (for OpenAI, the item's own stream events, its `output_item.done` last)."""
 
     raw: dict[str, Any]
     provider: Protocol
@@ -528,8 +531,9 @@ class ToolArgumentsDelta:
 @dataclass(slots=True)
 class VendorDelta:
     """A delta that only one vendor's protocol has, verbatim in `raw`: Anthropic's
-    `input_json_delta` of a `server_tool_use` block, `citations_delta` of a text block. Clients
-    of another protocol get nothing for it."""
+    `input_json_delta` of a `server_tool_use` block, `citations_delta` of a text block; an event
+    of an OpenAI Responses item (`response.custom_tool_call_input.delta`, ...). Clients of another
+    protocol get nothing for it."""
 
     index: int
     raw: dict[str, Any]

@@ -173,7 +173,65 @@ _TRUNCATIONS = ("auto", "disabled")
 # The spec's `Metadata`: 16 pairs, keys up to 64 characters, values up to 512.
 _METADATA_PAIRS, _METADATA_KEY, _METADATA_VALUE = 16, 64, 512
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
+# The item types of the spec's `InputItem` (`Item` and the rest) the canonical model has no form
+# for: tool calls other than functions, hosted tools' calls and results, the client's outputs of
+# its own tools, MCP, compaction and references to stored items. They are kept verbatim
+# (`VendorPart`): OpenAI gets them back as sent, other vendors never see them.
+_VERBATIM_ITEMS = (
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "web_search_call",
+    "file_search_call",
+    "image_generation_call",
+    "code_interpreter_call",
+    "computer_call",
+    "computer_call_output",
+    "local_shell_call",
+    "local_shell_call_output",
+    "shell_call",
+    "shell_call_output",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "mcp_list_tools",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    "tool_search_call",
+    "tool_search_output",
+    "additional_tools",
+    "program",
+    "program_output",
+    "compaction",
+    "compaction_trigger",
+    "item_reference",
+)
+# Of those, what the client sends in its own turn (its tools' outputs, approvals, references);
+# the others are the model's and join the assistant turn.
+_CLIENT_ITEMS = frozenset(
+    {
+        "custom_tool_call_output",
+        "computer_call_output",
+        "local_shell_call_output",
+        "shell_call_output",
+        "apply_patch_call_output",
+        "mcp_approval_response",
+        "program_output",
+        "compaction_trigger",
+        "item_reference",
+    }
+)
+# Output items that are calls the client answers (the turn ends for it to act), as function calls.
+_CLIENT_CALLS = frozenset(
+    {
+        "custom_tool_call",
+        "computer_call",
+        "local_shell_call",
+        "shell_call",
+        "apply_patch_call",
+        "mcp_approval_request",
+    }
+)
+_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", *_VERBATIM_ITEMS)
 # https://platform.openai.com/docs/api-reference/responses/create#responses-create-max_output_tokens
 MIN_OUTPUT_TOKENS = 16
 
@@ -404,13 +462,12 @@ def parse_input(raw: Any) -> tuple[list[SystemPart], list[Message]]:
             messages.append(Message("tool", [result]))
         elif kind == "reasoning":
             assistant().content.append(_reasoning_item(item, path))
-        elif kind == "item_reference":
-            raise InvalidRequest(
-                f"Invalid value for '{path}.type': item references need stored responses, which this "
-                "gateway does not keep; send the items themselves.",
-                param=f"{path}.type",
-                code="unsupported_value",
-            )
+        elif kind in _VERBATIM_ITEMS:
+            part = VendorPart(item, Protocol.OPENAI_RESPONSES)
+            if kind in _CLIENT_ITEMS:
+                messages.append(Message("tool", [part]))
+            else:
+                assistant().content.append(part)
         else:
             raise v.invalid_value(f"{path}.type", kind, _ITEM_TYPES)
     return system, messages
@@ -771,7 +828,12 @@ def render_output(resp: Response, request: Request, response_id: str, status: st
     message: dict[str, Any] | None = None
     for p in resp.content:
         if isinstance(p, VendorPart):
-            continue  # another vendor's block (a server tool call or result): no Responses form
+            # OpenAI's own items verbatim; another vendor's block (a server tool call or result)
+            # has no Responses form.
+            if p.provider is Protocol.OPENAI_RESPONSES:
+                message = None
+                out.append(p.raw)
+            continue
         if isinstance(p, TextPart | RefusalPart):
             if message is not None and p.item_id and p.item_id != message["id"]:
                 message = None  # another upstream message item
@@ -957,7 +1019,8 @@ class ResponsesStreamRenderer:
                     "arguments": item["arguments"],
                 },
             )
-        item["status"] = status
+        if self._kind != "vendor":  # a verbatim item keeps the status its vendor gave it
+            item["status"] = status
         out += self._event("response.output_item.done", {"output_index": self._output_index, "item": item})
         self._output.append(item)
         self._item, self._kind = None, ""
@@ -996,7 +1059,7 @@ class ResponsesStreamRenderer:
             kind = self._blocks.pop(event.index, "")
             if kind == "reasoning":
                 self._pending_reasoning = None
-            if kind in ("reasoning", "function_call") and self._kind == kind:
+            if kind in ("reasoning", "function_call", "vendor") and self._kind == kind:
                 return head + self._close_item()
             if kind == "message":
                 return head + self._close_part()
@@ -1005,8 +1068,31 @@ class ResponsesStreamRenderer:
             self._finish = event.finish_reason
             return head
         if isinstance(event, VendorDelta):
-            return head  # another vendor's block (a server tool's input): nothing to show
+            return head + self._vendor_delta(event)
         return head + self.render_error(event.error_kind, event.message)
+
+    def _vendor_delta(self, event: VendorDelta) -> bytes:
+        """An event of a verbatim OpenAI item, relayed with this stream's sequence number and the
+        item's output index; its `output_item.done` gives the finished item, sent when the block
+        stops. Another vendor's delta (a server tool's input) has nothing to show."""
+        if (
+            event.provider is not Protocol.OPENAI_RESPONSES
+            or self._kind != "vendor"
+            or self._blocks.get(event.index) != "vendor"
+            or self._item is None
+        ):
+            return b""
+        name = event.raw.get("type")
+        if name == "response.output_item.done":
+            if isinstance(event.raw.get("item"), dict):
+                self._item = dict(event.raw["item"])
+            return b""
+        if not isinstance(name, str):
+            return b""
+        payload = {k: val for k, val in event.raw.items() if k not in ("type", "sequence_number")}
+        if "output_index" in payload:
+            payload["output_index"] = self._output_index
+        return self._event(name, payload)
 
     def _block_start(self, event: BlockStart) -> bytes:
         part = event.part
@@ -1049,6 +1135,10 @@ class ResponsesStreamRenderer:
             }
             out += self._open_item("function_call", item)
             return out + (self._arguments(part.arguments) if part.arguments else b"")
+        if isinstance(part, VendorPart) and part.provider is Protocol.OPENAI_RESPONSES:
+            # One of OpenAI's own items (a custom tool's call, a hosted tool's call), verbatim.
+            self._blocks[event.index] = "vendor"
+            return self._close_item() + self._open_item("vendor", dict(part.raw))
         return b""
 
     def _text(self, index: int, text: str, kind: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
@@ -1259,6 +1349,8 @@ def _assistant_items(parts: list[Part]) -> list[dict[str, Any]]:
         # state); other vendors' thinking is not replayable there.
         elif isinstance(p, ReasoningPart) and p.provider is Protocol.OPENAI_RESPONSES and p.item_id:
             item = _reasoning_input(p)
+        elif isinstance(p, VendorPart) and p.provider is Protocol.OPENAI_RESPONSES:
+            item = p.raw
         if item is not None:
             if content:
                 items.append({"role": "assistant", "content": content})
@@ -1284,6 +1376,8 @@ def build_input(request: Request) -> list[dict[str, Any]]:
                     items.append(
                         {"type": "function_call_output", "call_id": p.tool_call_id, "output": output}
                     )
+                elif isinstance(p, VendorPart) and p.provider is Protocol.OPENAI_RESPONSES:
+                    items.append(p.raw)  # the client's output of another tool, as it sent it
         else:
             items.extend(_assistant_items(m.content))
     return items
@@ -1449,7 +1543,20 @@ def parse_output_items(output: Any) -> list[Part]:
                     provider=Protocol.OPENAI_RESPONSES,
                 )
             )
+        elif isinstance(kind, str):
+            # Every other item (a custom tool's call, a hosted tool's call and result, MCP, ...)
+            # verbatim, for Responses clients.
+            parts.append(VendorPart(item, Protocol.OPENAI_RESPONSES))
     return parts
+
+
+def _has_calls(parts: list[Part]) -> bool:
+    """The answer ends for the client to run tools: function calls, or calls of the client's own
+    other tools (a custom tool, a local shell, a computer, an MCP approval)."""
+    return any(
+        isinstance(p, ToolCallPart) or (isinstance(p, VendorPart) and p.raw.get("type") in _CLIENT_CALLS)
+        for p in parts
+    )
 
 
 def parse_responses_response(data: dict[str, Any]) -> Response:
@@ -1463,7 +1570,7 @@ def parse_responses_response(data: dict[str, Any]) -> Response:
         id=str(data.get("id") or ""),
         model=str(data.get("model") or ""),
         content=content,
-        finish_reason=_finish_from(data, any(isinstance(p, ToolCallPart) for p in content)),
+        finish_reason=_finish_from(data, _has_calls(content)),
         usage=usage_from_responses(data.get("usage")),
         created=epoch_seconds(data.get("created_at")),
         service_tier=data.get("service_tier"),
@@ -1491,6 +1598,9 @@ class ResponsesStreamParser:
         self._args_seen = False
         self._has_calls = False
         self._reasoning_summary = -1
+        # The open verbatim item's upstream output index and id, which its own events name.
+        self._vendor_output: Any = None
+        self._vendor_item: Any = None
         self.done = False
 
     @reads_upstream("a stream event")
@@ -1535,6 +1645,8 @@ class ResponsesStreamParser:
         if not isinstance(ev, dict):
             raise UpstreamProtocolError("upstream sent a stream event that is not an object")
         kind = ev.get("type")
+        if self._open_kind == "vendor" and self._vendor_event(ev, kind, out):
+            return
         if kind in ("response.created", "response.in_progress", "response.queued"):
             self._start(ev.get("response") or {}, out)
         elif kind == "response.output_item.added":
@@ -1563,6 +1675,12 @@ class ResponsesStreamParser:
                     "reasoning",
                     out,
                 )
+            elif isinstance(itype, str) and itype != "message":
+                # Any other item (a custom tool's call, a hosted tool's call, MCP, ...) opens
+                # verbatim; its events follow as vendor deltas (`_vendor_event`).
+                self._has_calls = self._has_calls or itype in _CLIENT_CALLS
+                self._begin(VendorPart(item, Protocol.OPENAI_RESPONSES), "vendor", out)
+                self._vendor_output, self._vendor_item = ev.get("output_index"), item.get("id")
         elif kind == "response.content_part.added":
             part = ev.get("part") or {}
             item_id = ev.get("item_id") if isinstance(ev.get("item_id"), str) else None
@@ -1637,6 +1755,25 @@ class ResponsesStreamParser:
                 )
             )
             self.done = True
+
+    def _vendor_event(self, ev: dict[str, Any], kind: Any, out: list[StreamEvent]) -> bool:
+        """An event of the open verbatim item (`response.custom_tool_call_input.delta`,
+        `response.web_search_call.searching`, ..., and its `response.output_item.done`, which
+        holds the finished item) -> a `VendorDelta` carrying the event as it came."""
+        if not isinstance(kind, str) or not kind.startswith("response.") or self._open is None:
+            return False
+        if kind == "response.output_item.added":
+            return False
+        index, item_id = ev.get("output_index"), ev.get("item_id")
+        if not (
+            (index is not None and index == self._vendor_output)
+            or (item_id is not None and item_id == self._vendor_item)
+        ):
+            return False
+        out.append(VendorDelta(self._open, ev, Protocol.OPENAI_RESPONSES))
+        if kind == "response.output_item.done":
+            self._stop(out)
+        return True
 
     @reads_upstream("a stream event")
     def close(self) -> list[StreamEvent]:

@@ -130,6 +130,19 @@ def refuse_vendor_only_fields(request: Request, served: Protocol | None) -> None
                 param=name,
                 code="unsupported_parameter",
             )
+    # An `item_reference` names an item OpenAI stored: no other vendor can read it.
+    items = request.raw.get("input") if request.raw is not None else None
+    if request.ingress is not Protocol.OPENAI_RESPONSES or not isinstance(items, list):
+        return
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == "item_reference":
+            raise InvalidRequest(
+                f"Invalid value for 'input[{i}].type': item references name items stored at {vendor}; "
+                f"this model does not support them, it is served only by {vendor} models. Send the "
+                "items themselves.",
+                param=f"input[{i}].type",
+                code="unsupported_value",
+            )
 
 
 def refuse_logprobs(request: Request) -> None:

@@ -23,7 +23,10 @@ Anthropic format's
   comes only when `include` asks `reasoning.encrypted_content` (as OpenAI does).
 - `[sim:tool=NAME]` or `[sim:tool=NAME:{"json":"object"}]` (repeatable: parallel calls): a
   `function_call` item after the message, arguments `{"query": prompt}` by default; streamed as
-  `function_call_arguments.delta` pieces of 8 characters.
+  `function_call_arguments.delta` pieces of 8 characters. When the request declares NAME as a
+  `custom` tool (Codex's freeform `apply_patch` is one), the call is a `custom_tool_call` whose
+  `input` is that same text, streamed as `custom_tool_call_input.delta` pieces and
+  `custom_tool_call_input.done`.
 
 Streams send OpenAI's event sequence (`response.created`, `response.in_progress`, per item
 `output_item.added` … `output_item.done`, `response.completed` or `response.incomplete`) with
@@ -253,7 +256,10 @@ class _Builder:
         top = body.get("top_logprobs")
         self.top = top if isinstance(top, int) and not isinstance(top, bool) else 0
         self.rs_id, self.msg_id = _id("rs_"), _id("msg_")
-        self.calls = [(_id("fc_"), call_id(), t) for t in reply.tools]
+        tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+        assert isinstance(tools, list)
+        self.custom = {t.get("name") for t in tools if isinstance(t, dict) and t.get("type") == "custom"}
+        self.calls = [(_id("ctc_" if t.name in self.custom else "fc_"), call_id(), t) for t in reply.tools]
 
     @property
     def status(self) -> str:
@@ -342,6 +348,14 @@ class _Builder:
 
     def call_item(self, n: int, arguments: str, status: str) -> dict[str, Any]:
         fc_id, cid, tool = self.calls[n]
+        if tool.name in self.custom:
+            return {
+                "type": "custom_tool_call",
+                "id": fc_id,
+                "call_id": cid,
+                "input": arguments,
+                "name": tool.name,
+            }
         return {
             "id": fc_id,
             "type": "function_call",
@@ -457,13 +471,17 @@ async def _stream(request: web.Request, ev: _Events, b: _Builder) -> None:
             "response.output_item.added", {"output_index": idx, "item": b.call_item(n, "", "in_progress")}
         )
         args = tool.arguments
+        custom = tool.name in b.custom
+        kind = "response.custom_tool_call_input" if custom else "response.function_call_arguments"
         for i in range(0, len(args), ARGUMENT_PIECE):
             payload = {"item_id": fc_id, "output_index": idx, "delta": args[i : i + ARGUMENT_PIECE]}
-            await _delta(request, ev, b, "response.function_call_arguments.delta", payload)
-        await ev.send(
-            "response.function_call_arguments.done",
-            {"item_id": fc_id, "name": tool.name, "output_index": idx, "arguments": args},
-        )
+            await _delta(request, ev, b, kind + ".delta", payload)
+        if custom:
+            await ev.send(kind + ".done", {"item_id": fc_id, "output_index": idx, "input": args})
+        else:
+            await ev.send(
+                kind + ".done", {"item_id": fc_id, "name": tool.name, "output_index": idx, "arguments": args}
+            )
         await ev.send(
             "response.output_item.done", {"output_index": idx, "item": b.call_item(n, args, status)}
         )
