@@ -89,14 +89,22 @@ def edge(port: int, auth_target: str, router_target: str) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await receive()  # lifespan.startup
-            calls["auth"] = grpc.aio.insecure_channel(auth_target).unary_unary(_AUTH)
-            calls["router"] = grpc.aio.insecure_channel(router_target).unary_stream(_ROUTER)
+            channels = [grpc.aio.insecure_channel(t) for t in (auth_target, router_target)]
+            calls["channels"] = channels
+            calls["auth"] = channels[0].unary_unary(_AUTH)
+            calls["router"] = channels[1].unary_stream(_ROUTER)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             await send({"type": "lifespan.shutdown.complete"})
             return
-        if scope["method"] != "POST":  # readiness
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["method"] != "POST":  # readiness: this server and both hops behind it
+            try:
+                for channel in calls["channels"]:
+                    await asyncio.wait_for(channel.channel_ready(), 1.0)
+                status = 200
+            except TimeoutError:
+                status = 503
+            await send({"type": "http.response.start", "status": status, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
         body = b""
