@@ -866,6 +866,9 @@ def _responses(body: dict[str, Any]) -> Request:
             {"thinking": {"type": "disabled"}},
         ),
         (lambda: _anthropic({"thinking": {"type": "disabled"}}), {"thinking": {"type": "disabled"}}),
+        # No thinking asked by an Anthropic client means none, as from Claude.
+        (lambda: _anthropic({}), {"thinking": {"type": "disabled"}}),
+        (lambda: _responses({}), {}),
         (lambda: _anthropic({"thinking": {"type": "adaptive"}}), {"thinking": {"type": "enabled"}}),
         (
             lambda: _anthropic({"thinking": {"type": "enabled", "budget_tokens": 31999}}),

@@ -948,7 +948,8 @@ def deepseek_thinking(request: Request) -> dict[str, Any]:
     `reasoning_effort`) for the request, on a model with the `reasoning` capability; thinking
     is on by default there. It is turned off, reasoning being advisory, where DeepSeek refuses
     thinking: a forced tool choice, and tool-call turns in the history without their
-    `reasoning_content`. A chat client's own `thinking` field is sent as given instead."""
+    `reasoning_content`; and for an Anthropic client that asked none. A chat client's own
+    `thinking` field is sent as given instead."""
     if not request.capable("reasoning"):
         return {}
     if request.ingress is Protocol.OPENAI_CHAT and "thinking" in request.extra:
@@ -958,7 +959,9 @@ def deepseek_thinking(request: Request) -> dict[str, Any]:
         return off
     r = request.reasoning
     if r is None:
-        return {}
+        # An Anthropic client that asks no thinking gets none, as from Claude; the OpenAI
+        # protocols leave reasoning to the model's default, as OpenAI's reasoning models do.
+        return off if request.ingress is Protocol.ANTHROPIC_MESSAGES else {}
     if not r.enabled or r.effort == "none":
         return off
     out: dict[str, Any] = {"thinking": {"type": "enabled"}}
