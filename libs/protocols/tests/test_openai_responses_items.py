@@ -3,20 +3,16 @@ tools' calls and results, MCP, ...) reach a Responses client verbatim on the nat
 non-stream and streamed, and go back to OpenAI, and only to OpenAI, in the history.
 
 Every event a client gets is checked against `ResponseStreamEvent` of OpenAI's published spec
-(tests/conformance/openai-openapi.json), read as test_openapi_conformance reads it."""
+(tests/conformance/openai-openapi.json) by test_openapi_conformance's own validator."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from crossmodel_protocols.anthropic import AnthropicIngress, AnthropicProvider
 from crossmodel_protocols.canonical import (
@@ -38,18 +34,9 @@ from crossmodel_protocols.openai_responses import (
     ResponsesProvider,
     build_input,
 )
+from tests.integration.test_openapi_conformance import validator
 
 GOLDEN = Path(__file__).parent / "golden" / "responses"
-SPEC = Path(__file__).resolve().parents[3] / "tests" / "conformance" / "openai-openapi.json"
-SPEC_URI = "https://github.com/openai/openai-openapi/raw/f85dbe2/openapi.json"
-# The narrowing of tests/integration/test_openapi_conformance.py (see its docstring): OpenAPI
-# 3.0's `nullable`, the nulls of the spec's own examples, the overlapping `InputItem` union.
-NULL_IN_EXAMPLES = {
-    "/components/schemas/ModelResponseProperties/properties/user",
-    "/components/schemas/Response/allOf/2/properties/usage",
-}
-ONE_OF_OVERLAPS = {"/components/schemas/InputItem"}
-
 CUSTOM_TOOL = {
     "type": "custom",
     "name": "apply_patch",
@@ -59,39 +46,18 @@ CUSTOM_TOOL = {
 HOSTED_TOOLS = [{"type": "web_search"}, {"type": "image_generation", "partial_images": 1}]
 
 
-@functools.cache
-def _validator(schema: str) -> Draft202012Validator:
-    def walk(node: Any, pointer: str) -> Any:
-        if isinstance(node, list):
-            return [walk(x, f"{pointer}/{i}") for i, x in enumerate(node)]
-        if not isinstance(node, dict):
-            return node
-        out = {k: walk(x, f"{pointer}/{k}") for k, x in node.items() if not (k == "nullable" and x is True)}
-        if pointer in ONE_OF_OVERLAPS:
-            out["anyOf"] = out.pop("oneOf")
-        if node.get("nullable") is True or pointer in NULL_IN_EXAMPLES:
-            return {"anyOf": [out, {"type": "null"}]}
-        return out
-
-    spec = walk(json.loads(SPEC.read_bytes()), "")
-    registry: Registry[Any] = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012)
-    )
-    return Draft202012Validator({"$ref": f"{SPEC_URI}#/components/schemas/{schema}"}, registry=registry)
-
-
 def conforms(schema: str, instance: Any) -> None:
-    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in _validator(schema).iter_errors(instance)]
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator(schema).iter_errors(instance)]
     assert not errors, (schema, errors, json.dumps(instance)[:600])
 
 
 def test_the_spec_check_can_fail() -> None:
     event = {"type": "response.custom_tool_call_input.delta", "sequence_number": 3, "output_index": 1}
     assert (
-        list(_validator("ResponseStreamEvent").iter_errors({**event, "item_id": "ctc_1", "delta": "x"})) == []
+        list(validator("ResponseStreamEvent").iter_errors({**event, "item_id": "ctc_1", "delta": "x"})) == []
     )
-    assert list(_validator("ResponseStreamEvent").iter_errors({**event, "delta": "x"}))
-    assert list(_validator("ResponseStreamEvent").iter_errors({**event, "item_id": "ctc_1", "delta": 1}))
+    assert list(validator("ResponseStreamEvent").iter_errors({**event, "delta": "x"}))
+    assert list(validator("ResponseStreamEvent").iter_errors({**event, "item_id": "ctc_1", "delta": 1}))
 
 
 def golden(name: str) -> bytes:
