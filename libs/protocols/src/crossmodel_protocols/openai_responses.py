@@ -1075,6 +1075,8 @@ class ResponsesStreamRenderer:
         """An event of a verbatim OpenAI item, relayed with this stream's sequence number and the
         item's output index; its `output_item.done` gives the finished item, sent when the block
         stops. Another vendor's delta (a server tool's input) has nothing to show."""
+        if event.raw.get("type") == "response.output_text.annotation.added":
+            return self._annotation(event)
         if (
             event.provider is not Protocol.OPENAI_RESPONSES
             or self._kind != "vendor"
@@ -1093,6 +1095,30 @@ class ResponsesStreamRenderer:
         if "output_index" in payload:
             payload["output_index"] = self._output_index
         return self._event(name, payload)
+
+    def _annotation(self, event: VendorDelta) -> bytes:
+        """OpenAI's annotation of the open output text, added to the part and announced with this
+        stream's indices."""
+        part = self._part
+        if (
+            event.provider is not Protocol.OPENAI_RESPONSES
+            or self._blocks.get(event.index) != "message"
+            or self._item is None
+            or part is None
+            or part.get("type") != "output_text"
+        ):
+            return b""
+        part["annotations"].append(event.raw["annotation"])
+        return self._event(
+            "response.output_text.annotation.added",
+            {
+                "item_id": self._item["id"],
+                "output_index": self._output_index,
+                "content_index": len(self._item["content"]),
+                "annotation_index": len(part["annotations"]) - 1,
+                "annotation": event.raw["annotation"],
+            },
+        )
 
     def _block_start(self, event: BlockStart) -> bytes:
         part = event.part
@@ -1692,6 +1718,15 @@ class ResponsesStreamParser:
             if self._open_kind == "text" and self._open is not None and ev.get("delta"):
                 lps = logprobs_from_openai(ev.get("logprobs"))
                 out.append(TextDelta(self._open, ev["delta"], lps or None))
+        elif kind == "response.output_text.annotation.added":
+            # A citation of a hosted tool's result (web search's `url_citation`, …), relayed to
+            # Responses clients only, as the non-stream answer keeps its `annotations`.
+            if (
+                self._open_kind == "text"
+                and self._open is not None
+                and isinstance(ev.get("annotation"), dict)
+            ):
+                out.append(VendorDelta(self._open, ev, Protocol.OPENAI_RESPONSES))
         elif kind == "response.refusal.delta":
             if self._open_kind == "refusal" and self._open is not None and ev.get("delta"):
                 out.append(RefusalDelta(self._open, ev["delta"]))
