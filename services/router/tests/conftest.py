@@ -10,6 +10,7 @@ from aiohttp import web
 
 from crossmodel.router.v1 import router_pb2_grpc
 from crossmodel_common.grpcio import GrpcServer
+from crossmodel_devstack.stack import PROVIDER_PATHS
 from crossmodel_router.adapters.catalog_file import load_catalog
 from crossmodel_router.adapters.http import HttpUpstream
 from crossmodel_router.domain.breaker import Breakers
@@ -56,17 +57,9 @@ async def serve_app() -> AsyncIterator[ServeApp]:
 
 
 def simulator_env(simulator_url: str) -> dict[str, str]:
-    """Every packaged provider pointed at its simulator route, as the dev stack does."""
-    paths = {
-        "OPENAI": "/openai/v1",
-        "ANTHROPIC": "/anthropic",
-        "GEMINI": "/gemini",
-        "DEEPSEEK": "/deepseek",
-        "XAI": "/xai/v1",
-        "MISTRAL": "/mistral/v1",
-    }
-    env = {f"CROSSMODEL_ROUTER_PROVIDER_{k}_BASE_URL": simulator_url + v for k, v in paths.items()}
-    env.update({f"CROSSMODEL_ROUTER_PROVIDER_{k}_API_KEY": "sk-sim" for k in paths})
+    """Every packaged provider pointed at its simulator route, as the dev stack points them."""
+    env = {f"CROSSMODEL_ROUTER_PROVIDER_{k}_BASE_URL": simulator_url + v for k, v in PROVIDER_PATHS.items()}
+    env.update({f"CROSSMODEL_ROUTER_PROVIDER_{k}_API_KEY": "sk-sim" for k in PROVIDER_PATHS})
     return env
 
 

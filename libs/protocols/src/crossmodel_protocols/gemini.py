@@ -339,10 +339,7 @@ def _thinking_config(r: ReasoningConfig, model: str) -> dict[str, Any]:
 
 
 def _json_with_tools(request: Request) -> InvalidRequest:
-    param = {
-        Protocol.OPENAI_RESPONSES: "text.format",
-        Protocol.ANTHROPIC_MESSAGES: "output_config.format",
-    }.get(request.ingress, "response_format")
+    param = v.response_format_field(request)
     return InvalidRequest(
         f"Invalid value for '{param}': this model cannot answer in JSON when tools are given; "
         "send the request without tools or without the JSON response format.",

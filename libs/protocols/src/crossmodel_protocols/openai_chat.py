@@ -973,13 +973,6 @@ def deepseek_thinking(request: Request) -> dict[str, Any]:
     return out
 
 
-_SCHEMA_FIELD = {
-    Protocol.OPENAI_CHAT: "response_format.type",
-    Protocol.OPENAI_RESPONSES: "text.format.type",
-    Protocol.ANTHROPIC_MESSAGES: "output_config.format.type",
-}
-
-
 def refuse_json_schema(request: Request) -> None:
     """A JSON schema asked of a model without `structured_outputs` (DeepSeek answers 400 "This
     response_format type is unavailable now"). Not sent as JSON mode instead: the answer would
@@ -988,7 +981,7 @@ def refuse_json_schema(request: Request) -> None:
     rf = request.response_format
     if rf is None or rf.type != "json_schema" or request.capable("structured_outputs"):
         return
-    param = _SCHEMA_FIELD.get(request.ingress, "response_format.type")
+    param = v.response_format_field(request) + ".type"
     raise InvalidRequest(
         f"Invalid value for '{param}': 'json_schema' (structured output) is not supported with "
         "this model. Use 'json_object' (JSON mode) and describe the schema in the prompt.",

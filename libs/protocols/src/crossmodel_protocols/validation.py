@@ -4,7 +4,7 @@ vendors' own (OpenAI: "Invalid type for 'x': expected a string, but got an integ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from crossmodel_protocols.canonical import (
     FilePart,
     ImagePart,
     InvalidRequest,
+    Part,
     Protocol,
     Request,
     ToolResultPart,
@@ -197,14 +198,27 @@ def unsupported_file(param: str, what: str) -> InvalidRequest:
     )
 
 
+def _content_parts(request: Request) -> Iterator[Part]:
+    """Every part of every message, the contents of tool results included."""
+    for m in request.messages:
+        for part in m.content:
+            yield from part.content if isinstance(part, ToolResultPart) else [part]
+
+
+def response_format_field(request: Request) -> str:
+    """Where the client asked for a response format, in its own protocol."""
+    return {
+        Protocol.OPENAI_RESPONSES: "text.format",
+        Protocol.ANTHROPIC_MESSAGES: "output_config.format",
+    }.get(request.ingress, "response_format")
+
+
 def refuse_file_ids(request: Request) -> None:
     """A file id names a file in one vendor's Files API (OpenAI `file-…`, Anthropic `file_…`):
     it reaches only the vendor of the client's own protocol, which may hold it."""
-    for m in request.messages:
-        for part in m.content:
-            for p in part.content if isinstance(part, ToolResultPart) else [part]:
-                if isinstance(p, FilePart) and p.file_id:
-                    raise unsupported_file(p.param, "a file id of another vendor")
+    for p in _content_parts(request):
+        if isinstance(p, FilePart) and p.file_id:
+            raise unsupported_file(p.param, "a file id of another vendor")
 
 
 def refuse_images(request: Request) -> None:
@@ -213,17 +227,15 @@ def refuse_images(request: Request) -> None:
     the client is told which of its fields holds the first one before anything is sent."""
     if request.capable("vision"):
         return
-    for m in request.messages:
-        for part in m.content:
-            for p in part.content if isinstance(part, ToolResultPart) else [part]:
-                if isinstance(p, ImagePart):
-                    param = p.param or "messages"
-                    raise InvalidRequest(
-                        f"Invalid value for '{param}': this model does not accept images; "
-                        "send text only, or choose a model with vision.",
-                        param=param,
-                        code="unsupported_value",
-                    )
+    for p in _content_parts(request):
+        if isinstance(p, ImagePart):
+            param = p.param or "messages"
+            raise InvalidRequest(
+                f"Invalid value for '{param}': this model does not accept images; "
+                "send text only, or choose a model with vision.",
+                param=param,
+                code="unsupported_value",
+            )
 
 
 def unsupported_tool(index: int, kind: str) -> InvalidRequest:
